@@ -1,0 +1,1 @@
+//! nivesh-events

@@ -1,0 +1,1 @@
+//! nivesh-genai-gateway service library

@@ -1,0 +1,1 @@
+//! nivesh-nav-calculator service library

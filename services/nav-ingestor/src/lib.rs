@@ -1,0 +1,1 @@
+//! nivesh-nav-ingestor service library

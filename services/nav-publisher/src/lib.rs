@@ -1,0 +1,1 @@
+//! nivesh-nav-publisher service library

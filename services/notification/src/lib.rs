@@ -1,0 +1,1 @@
+//! nivesh-notification service library

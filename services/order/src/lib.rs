@@ -1,0 +1,1 @@
+//! nivesh-order service library

@@ -1,0 +1,1 @@
+//! nivesh-payment service library
