@@ -1,1 +1,62 @@
-//! nivesh-nav-publisher service library
+//! nivesh-nav-publisher: makes validated NAVs readable and broadcasts them.
+//!
+//! - [`handler`]: the `nav.validated` consumer: history + latest + broadcast event in one batch,
+//!   then the latest NAV into Redis.
+//! - [`api`]: public NAV reads with store fallback, ETag and Cache-Control; search.
+//! - [`directory`]: the in-memory scheme search index and its store-backed directory.
+//! - [`stream`]: `GET /v1/nav/stream`, Server-Sent Events from the change feed, resumable.
+//! - [`model`]: the stored/served NAV document.
+//!
+//! Flow: `nav.validated` → [`handler::Publisher`] → store + outbox → `nav.broadcast`, Redis.
+
+pub mod api;
+pub mod directory;
+pub mod handler;
+pub mod model;
+pub mod stream;
+
+use std::sync::Arc;
+
+use nivesh_runtime::config::Settings;
+use nivesh_runtime::service::{ServiceApp, connect, run as run_service};
+use serde::Deserialize;
+use utoipa::OpenApi;
+
+/// `[service]` settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Config {}
+
+/// Run the service until SIGTERM.
+pub async fn run(settings: Settings<Config>) -> nivesh_runtime::Result<()> {
+    let ctx = connect(&settings).await?;
+    let directory = directory::SchemeDirectory::load(&ctx.store).await?;
+    let head = stream::FeedHead::default();
+    head.initialise(&ctx.store).await?;
+    tracing::info!(
+        schemes = directory.len(),
+        feed_head = head.get(),
+        "NAV directory loaded"
+    );
+    let publisher = handler::Publisher {
+        directory: directory.clone(),
+        head: head.clone(),
+        store: ctx.store.clone(),
+        cache: ctx.cache.clone(),
+        codec: ctx.codec.clone(),
+        outbox_notify: ctx.outbox_notify.clone(),
+    };
+    let reads = api::NavReads {
+        store: ctx.store.clone(),
+        cache: ctx.cache.clone(),
+        directory,
+    };
+    let streams = stream::StreamState {
+        store: ctx.store.clone(),
+        head,
+    };
+    let app = ServiceApp::new()
+        .routes(api::router(reads, streams))
+        .openapi(api::ApiDoc::openapi())
+        .consumer(handler::GROUP, Arc::new(publisher));
+    run_service(ctx, app).await
+}

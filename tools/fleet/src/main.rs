@@ -1,1 +1,226 @@
-fn main() {}
+//! `nivesh`: the developer's entry point. `nivesh up` runs the whole fleet locally on embedded
+//! defaults and shows it working; `nivesh topics` prints the topic catalog.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use nivesh_fleet::fleet::{Fleet, FleetOptions, find_repo_root, redis_reachable};
+use nivesh_fleet::ingress;
+use nivesh_fleet::process::{LogMode, bin_dir};
+
+#[derive(Parser)]
+#[command(name = "nivesh", about = "Run and inspect the Nivesh fleet locally")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build (when run through cargo) and start the dev broker, every service and the :8080 ingress.
+    Up {
+        /// Where services keep their embedded stores.
+        #[arg(long, default_value = ".nivesh/data")]
+        data_dir: PathBuf,
+        /// Wipe the data directory first.
+        #[arg(long)]
+        fresh: bool,
+        /// Redis for caches; falls back to in-process caches when it does not answer.
+        #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+        redis_url: String,
+        /// Address of the single public entry point.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Skip the demo (uploading the AMFI NAV file and reading a NAV back).
+        #[arg(long)]
+        no_demo: bool,
+        /// The AMFI NAV file the demo uploads.
+        #[arg(long)]
+        nav_file: Option<PathBuf>,
+    },
+    /// Print the topic catalog (name, key, partitions, retention) as JSON.
+    Topics,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter("info")
+        .with_target(false)
+        .init();
+    match Cli::parse().cmd {
+        Cmd::Topics => {
+            let topics: Vec<_> = nivesh_bus::catalog::all_topics()
+                .into_iter()
+                .map(|t| serde_json::json!({"name": t.name, "partitions": t.partitions, "retention_ms": t.retention_ms}))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&topics)?);
+            Ok(())
+        }
+        Cmd::Up {
+            data_dir,
+            fresh,
+            redis_url,
+            listen,
+            no_demo,
+            nav_file,
+        } => up(data_dir, fresh, redis_url, listen, no_demo, nav_file).await,
+    }
+}
+
+async fn up(
+    data_dir: PathBuf,
+    fresh: bool,
+    redis_url: String,
+    listen: String,
+    no_demo: bool,
+    nav_file: Option<PathBuf>,
+) -> Result<()> {
+    build_binaries_when_run_by_cargo()?;
+    if fresh && data_dir.exists() {
+        std::fs::remove_dir_all(&data_dir)
+            .with_context(|| format!("wiping {}", data_dir.display()))?;
+    }
+    let redis = if redis_reachable(&redis_url) {
+        println!("redis: {redis_url}");
+        Some(redis_url)
+    } else {
+        println!("redis: not reachable at {redis_url}; services use in-process caches");
+        None
+    };
+    let opts = FleetOptions {
+        bin_dir: bin_dir(),
+        log_dir: data_dir.join("../logs"),
+        data_dir,
+        log_mode: LogMode::Prefixed,
+        config_dir: find_repo_root().map(|r| r.join("config")),
+        redis_url: redis,
+        fixed_ports: true,
+        env: vec![("NIVESH__TELEMETRY__LOG_FORMAT".into(), "text".into())],
+        service_env: Default::default(),
+        brokers: 1,
+    };
+    let mut fleet = Fleet::start_broker(opts).await?;
+    println!(
+        "kafka (dev broker, librdkafka mock cluster): {}",
+        fleet.bootstrap()
+    );
+    for name in Fleet::all_service_names() {
+        fleet.start(name).await?;
+    }
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let app = ingress::router(&fleet.upstreams());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    println!("\nNivesh is up. Public API: http://{listen}");
+    for (name, url) in fleet.upstreams() {
+        println!("  {name:<15} {url}  (/healthz /readyz /metrics /openapi.json)");
+    }
+    if !no_demo {
+        let file = nav_file.or_else(|| {
+            find_repo_root().map(|r| r.join("../shared/data/amfi/NAVAll-2025-02-25.txt"))
+        });
+        match file.filter(|f| f.is_file()) {
+            Some(f) => {
+                if let Err(e) = demo(&listen, &f).await {
+                    println!("demo failed: {e:#}");
+                }
+            }
+            None => println!("demo skipped: no AMFI NAV file found (pass --nav-file)"),
+        }
+    }
+    println!("\nPress Ctrl-C to stop.");
+
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tick.tick() => { fleet.restart_crashed().await?; }
+        }
+    }
+    println!("stopping: services first (they drain and commit), then the broker");
+    fleet.stop().await
+}
+
+/// When started by `cargo run`, make sure every service binary of the same profile is built, so
+/// the README's single command works on a fresh clone.
+fn build_binaries_when_run_by_cargo() -> Result<()> {
+    let Ok(cargo) = std::env::var("CARGO") else {
+        return Ok(());
+    };
+    let release = bin_dir().file_name().is_some_and(|n| n == "release");
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["build", "--workspace", "--bins"]);
+    if release {
+        cmd.arg("--release");
+    }
+    if !cmd.status().context("running cargo build")?.success() {
+        bail!("cargo build failed");
+    }
+    Ok(())
+}
+
+/// Upload the real AMFI file through the public entry point and read NAVs back: the NAV
+/// pipeline's main job, end to end, across processes and the broker.
+async fn demo(listen: &str, file: &std::path::Path) -> Result<()> {
+    let base = format!("http://{listen}");
+    let client = reqwest::Client::new();
+    let body = tokio::fs::read(file).await?;
+    println!(
+        "\ndemo: uploading {} ({} bytes) to POST /v1/nav/files",
+        file.display(),
+        body.len()
+    );
+    let started = std::time::Instant::now();
+    let resp = client
+        .post(format!("{base}/v1/nav/files?source=AMFI"))
+        .body(body)
+        .send()
+        .await?;
+    let status = resp.status();
+    let report: serde_json::Value = resp.json().await?;
+    if !status.is_success() {
+        bail!("upload answered {status}: {report}");
+    }
+    let file_id = report["fileId"]
+        .as_str()
+        .context("fileId in upload response")?
+        .to_string();
+    println!("demo: file {file_id}: {}", report);
+    let sample = "119551";
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = client
+            .get(format!("{base}/v1/nav/schemes/{sample}"))
+            .send()
+            .await?;
+        if r.status().is_success() {
+            let nav: serde_json::Value = r.json().await?;
+            println!(
+                "demo: GET /v1/nav/schemes/{sample} after {:?}:\n{}",
+                started.elapsed(),
+                serde_json::to_string_pretty(&nav)?
+            );
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("NAV for {sample} not readable within 60s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let report: serde_json::Value = client
+        .get(format!("{base}/v1/nav/files/{file_id}"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    println!(
+        "demo: file report: {}",
+        serde_json::to_string_pretty(&report)?
+    );
+    Ok(())
+}

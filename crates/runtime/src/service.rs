@@ -1,0 +1,545 @@
+//! The service lifecycle: [`connect`] → [`ServiceApp`] → [`run`].
+//!
+//! ```text
+//! let ctx = connect(&settings).await?;                 // telemetry, store, cache, producer
+//! let app = ServiceApp::new().routes(api::router(..)).openapi(api::ApiDoc::openapi())
+//!     .consumer("nav-publisher", Arc::new(handler));
+//! run(ctx, app).await                                    // until SIGTERM; Err if anything failed
+//! ```
+//!
+//! Crash-only: a consumer, the outbox relay or a task that fails (or a consumer that stops on
+//! its own) stops the whole service with an error, so the process exits non-zero and the
+//! supervisor restarts it into a known state. Rejected: restarting pieces in-process, which
+//! hides the failure and duplicates what the supervisor already does.
+
+use nivesh_events::{AvroCodec, SchemaRegistryClient};
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use metrics_exporter_prometheus::PrometheusHandle;
+use nivesh_bus::{
+    BusProducer, ConsumerSettings, KafkaSettings, MessageHandler, OutboxRelay, run_consumer,
+};
+use nivesh_store::{Cache, DocumentStore, EmbeddedStore, MemoryCache, RedisCache, RedisConfig};
+use secrecy::ExposeSecret;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use utoipa::openapi::OpenApi;
+
+use crate::config::{Settings, StoreBackend};
+use crate::health::{BrokerCheck, CacheCheck, ReadinessCheck, StoreCheck};
+use crate::http::{RuntimeState, app_router};
+use crate::telemetry::TelemetryGuard;
+use crate::{Error, Result};
+
+/// The final producer flush gets at least this long, even when draining used up the deadline:
+/// undelivered records are only republished from the outbox later, so a flush is worth waiting for.
+const MIN_FLUSH: Duration = Duration::from_secs(2);
+
+/// What a service's library builds its handlers from. Made by [`connect`].
+pub struct ServiceContext {
+    /// The runtime's part of the settings (the service keeps its own `[service]` section).
+    pub settings: Arc<Settings>,
+    /// The service's own store: nobody else writes it.
+    pub store: Arc<dyn DocumentStore>,
+    /// Redis, or an in-process cache when Redis is absent (lossy by contract either way).
+    pub cache: Arc<dyn Cache>,
+    pub producer: BusProducer,
+    /// `notify_one()` after committing a batch with outbox records: publishes them without
+    /// waiting for the relay's next poll.
+    pub outbox_notify: Arc<Notify>,
+    /// Cancelled on SIGTERM/SIGINT (or when a task fails); long-running work of the service
+    /// watches it. Cancelling it stops the service gracefully.
+    pub shutdown: CancellationToken,
+    pub kafka: KafkaSettings,
+    pub metrics: PrometheusHandle,
+    /// Avro codec: single-object framing, or the Confluent wire format when
+    /// `kafka.schema_registry_url` is configured.
+    pub codec: AvroCodec,
+    relay: OutboxRelay,
+    telemetry: Option<TelemetryGuard>,
+}
+
+impl fmt::Debug for ServiceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceContext")
+            .field("service", &self.settings.service_name)
+            .field("cache", &self.cache.kind())
+            .field("kafka", &self.kafka)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceContext {
+    /// A context from parts built elsewhere (tests, tools). [`connect`] is the usual way.
+    pub fn new(
+        settings: Settings,
+        store: Arc<dyn DocumentStore>,
+        cache: Arc<dyn Cache>,
+        producer: BusProducer,
+        kafka: KafkaSettings,
+    ) -> Self {
+        let relay = OutboxRelay::new(store.clone(), producer.clone());
+        let codec = match settings
+            .kafka
+            .schema_registry_url
+            .as_deref()
+            .filter(|u| !u.is_empty())
+        {
+            Some(url) => AvroCodec::confluent(SchemaRegistryClient::new(url)),
+            None => AvroCodec::single_object(),
+        };
+        ServiceContext {
+            codec,
+            settings: Arc::new(settings),
+            outbox_notify: relay.notifier(),
+            store,
+            cache,
+            producer,
+            shutdown: CancellationToken::new(),
+            kafka,
+            metrics: crate::metrics::install(),
+            relay,
+            telemetry: None,
+        }
+    }
+}
+
+/// Install telemetry and metrics, log the effective configuration (secrets redacted), and open
+/// the service's dependencies:
+/// - the store: embedded at `<data_dir>/<service>.sqlite` (each service owns its data);
+/// - the cache: Redis when `redis.url` is set and answers, else an in-process cache with a
+///   warning (an error instead when `redis.required`);
+/// - the idempotent producer (it does not wait for the broker: `/readyz` reports it).
+///
+/// Fails with a clear message when no Kafka broker is configured.
+pub async fn connect<T: fmt::Debug>(settings: &Settings<T>) -> Result<ServiceContext> {
+    let telemetry = crate::telemetry::init(&settings.telemetry, &settings.service_name)?;
+    crate::config::log_effective(settings);
+    let name = settings.service_name.as_str();
+    // Before anything is opened: a missing broker is the most common local mistake.
+    let kafka = settings.kafka.to_bus(name)?;
+    let store = open_store(settings)?;
+    let cache = open_cache(settings).await?;
+    let producer = BusProducer::new(&kafka)?;
+    let mut ctx = ServiceContext::new(settings.common(), store, cache, producer, kafka);
+    ctx.telemetry = Some(telemetry);
+    Ok(ctx)
+}
+
+fn open_store<T>(settings: &Settings<T>) -> Result<Arc<dyn DocumentStore>> {
+    match settings.store.backend {
+        StoreBackend::Embedded => {
+            let path = settings.store.embedded_path(&settings.service_name);
+            let store = EmbeddedStore::open(&path)?;
+            tracing::info!(path = %path.display(), "embedded store opened");
+            Ok(Arc::new(store))
+        }
+        StoreBackend::Cosmos => Err(Error::Config(
+            "store.backend = \"cosmos\" is not available in this build (nivesh-store has no Cosmos DB adapter yet); \
+             use store.backend = \"embedded\""
+                .into(),
+        )),
+    }
+}
+
+async fn open_cache<T>(settings: &Settings<T>) -> Result<Arc<dyn Cache>> {
+    let redis = &settings.redis;
+    let Some(url) = &redis.url else {
+        if redis.required {
+            return Err(Error::Config(
+                "redis.required is true but redis.url is empty (NIVESH__REDIS__URL)".into(),
+            ));
+        }
+        tracing::info!("redis.url is empty: using an in-process cache");
+        return Ok(Arc::new(MemoryCache::new()));
+    };
+    let config = RedisConfig {
+        connect_timeout: redis.connect_timeout(),
+        command_timeout: redis.command_timeout(),
+    };
+    match RedisCache::connect_with(url.expose_secret(), &redis.key_prefix, config).await {
+        Ok(cache) => {
+            tracing::info!(key_prefix = %redis.key_prefix, "redis cache connected");
+            Ok(Arc::new(cache))
+        }
+        Err(e) if redis.required => Err(Error::Config(format!(
+            "redis.required is true and Redis is unavailable: {e}"
+        ))),
+        Err(e) => {
+            // For the life of this process: a later Redis recovery is picked up by the restart
+            // the next deploy or crash brings, which keeps one process's answers consistent.
+            tracing::warn!(error = %e, "Redis unavailable at start-up: using an in-process cache (per instance, lossy)");
+            Ok(Arc::new(MemoryCache::new()))
+        }
+    }
+}
+
+/// Is a background task expected to run until shutdown?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Consumers and the relay: stopping early means the service silently stopped working.
+    UntilShutdown,
+    /// Extra tasks may be one-shot (a backfill, a warm-up): finishing `Ok` is fine.
+    MayFinish,
+}
+
+type TaskFuture = BoxFuture<'static, Result<()>>;
+
+/// What a service adds to the runtime: routes, OpenAPI, consumers, tasks, readiness checks.
+pub struct ServiceApp {
+    routes: Router,
+    openapi: Option<OpenApi>,
+    consumers: Vec<(String, Arc<dyn MessageHandler>)>,
+    tasks: Vec<(String, TaskFuture)>,
+    readiness: Vec<Arc<dyn ReadinessCheck>>,
+}
+
+impl Default for ServiceApp {
+    fn default() -> Self {
+        ServiceApp::new()
+    }
+}
+
+impl fmt::Debug for ServiceApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceApp")
+            .field(
+                "consumers",
+                &self.consumers.iter().map(|(g, _)| g).collect::<Vec<_>>(),
+            )
+            .field(
+                "tasks",
+                &self.tasks.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field(
+                "readiness",
+                &self
+                    .readiness
+                    .iter()
+                    .map(|c| c.name().to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceApp {
+    pub fn new() -> Self {
+        ServiceApp {
+            routes: Router::new(),
+            openapi: None,
+            consumers: Vec::new(),
+            tasks: Vec::new(),
+            readiness: Vec::new(),
+        }
+    }
+
+    /// Merge routes (state already applied). May be called repeatedly.
+    pub fn routes(mut self, routes: Router) -> Self {
+        self.routes = self.routes.merge(routes);
+        self
+    }
+
+    /// Merge an OpenAPI document for the routes. May be called repeatedly.
+    pub fn openapi(mut self, doc: OpenApi) -> Self {
+        match &mut self.openapi {
+            Some(existing) => existing.merge(doc),
+            None => self.openapi = Some(doc),
+        }
+        self
+    }
+
+    /// Consume the catalog group `group` with `handler` (topics and retry tiers come from the
+    /// catalog; an unknown group fails [`run`] before anything starts).
+    pub fn consumer(mut self, group: impl Into<String>, handler: Arc<dyn MessageHandler>) -> Self {
+        self.consumers.push((group.into(), handler));
+        self
+    }
+
+    /// A background task; it should watch [`ServiceContext::shutdown`]. An `Err` (or a panic)
+    /// stops the service with an error; finishing `Ok` early is allowed.
+    pub fn task<F, E>(mut self, name: impl Into<String>, task: F) -> Self
+    where
+        F: Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        let name = name.into();
+        let task_name = name.clone();
+        let future = async move {
+            task.await.map_err(|e| Error::Task {
+                name: task_name,
+                reason: e.to_string(),
+            })
+        };
+        self.tasks.push((name, Box::pin(future)));
+        self
+    }
+
+    /// An extra readiness check besides broker, store and cache.
+    pub fn readiness(mut self, check: Arc<dyn ReadinessCheck>) -> Self {
+        self.readiness.push(check);
+        self
+    }
+}
+
+/// Serve and process until shutdown, then drain.
+///
+/// Starts the outbox relay, one consumer per group and the extra tasks; serves HTTP (the
+/// service's routes merged into the runtime's router) on `http.addr` and logs `service started`
+/// with the bound address. On SIGTERM/SIGINT or `ctx.shutdown` being cancelled: stops accepting
+/// connections, lets in-flight requests, consumers and the relay finish (bounded by
+/// `http.shutdown_timeout_secs`), flushes the producer. Returns `Err` when a consumer, the
+/// relay or a task failed, so `main` exits non-zero.
+pub async fn run(ctx: ServiceContext, app: ServiceApp) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(ctx.settings.http.addr).await?;
+    run_on(ctx, app, listener).await
+}
+
+/// [`run`] on a listener the caller bound (tests bind port 0 and keep the address; a
+/// supervisor may hand over a socket).
+pub async fn run_on(
+    ctx: ServiceContext,
+    app: ServiceApp,
+    listener: tokio::net::TcpListener,
+) -> Result<()> {
+    let ServiceContext {
+        settings,
+        store,
+        cache,
+        producer,
+        shutdown,
+        kafka,
+        metrics,
+        relay,
+        telemetry,
+        ..
+    } = ctx;
+
+    let mut consumers = Vec::with_capacity(app.consumers.len());
+    for (group, handler) in app.consumers {
+        consumers.push((
+            ConsumerSettings::from_catalog(&group, kafka.clone())?,
+            handler,
+        ));
+    }
+
+    let check_timeout = settings.http.readiness_timeout();
+    let mut state = RuntimeState::new(settings.service_name.clone(), metrics)
+        // The metadata request gets most of the check's budget, so a slow broker reports
+        // librdkafka's reason instead of a bare timeout.
+        .with_check(Arc::new(BrokerCheck::new(
+            producer.clone(),
+            check_timeout.mul_f64(0.75),
+        )))
+        .with_check(Arc::new(StoreCheck::new(store.clone())))
+        .with_check(Arc::new(CacheCheck::new(cache)))
+        .with_checks(app.readiness)
+        .with_check_timeout(check_timeout)
+        .with_body_limit(settings.http.body_limit_bytes);
+    if let Some(doc) = app.openapi {
+        state = state.with_openapi(doc);
+    }
+    let router = app_router(state, app.routes);
+
+    let addr = listener.local_addr()?;
+
+    let mut tasks: JoinSet<(String, Role, Result<()>)> = JoinSet::new();
+    let spawn = |tasks: &mut JoinSet<_>, task_name: String, role: Role, future: TaskFuture| {
+        tasks.spawn(async move {
+            let outcome = match AssertUnwindSafe(future).catch_unwind().await {
+                Ok(result) => result,
+                Err(panic) => Err(Error::Task {
+                    name: task_name.clone(),
+                    reason: format!("panicked: {}", crate::http::panic_message(&*panic)),
+                }),
+            };
+            (task_name, role, outcome)
+        });
+    };
+    let relay_token = shutdown.clone();
+    spawn(
+        &mut tasks,
+        "outbox-relay".into(),
+        Role::UntilShutdown,
+        Box::pin(async move { relay.run(relay_token).await.map_err(Error::from) }),
+    );
+    for (consumer_settings, handler) in consumers {
+        let task_name = format!("consumer {}", consumer_settings.group);
+        let (producer, token) = (producer.clone(), shutdown.clone());
+        let future = async move {
+            run_consumer(consumer_settings, handler, producer, token)
+                .await
+                .map_err(Error::from)
+        };
+        spawn(&mut tasks, task_name, Role::UntilShutdown, Box::pin(future));
+    }
+    for (task_name, future) in app.tasks {
+        spawn(&mut tasks, task_name, Role::MayFinish, future);
+    }
+
+    let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let server_token = shutdown.clone();
+    let mut server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(server_token.cancelled_owned())
+            .await
+    });
+    tracing::info!(addr = %addr, "service started");
+
+    let mut failure: Option<Error> = None;
+    let mut server_done = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            served = &mut server => {
+                server_done = true;
+                let error = match served {
+                    Ok(Ok(())) => Error::Task { name: "http server".into(), reason: "stopped before shutdown".into() },
+                    Ok(Err(e)) => Error::Io(e),
+                    Err(e) => Error::Task { name: "http server".into(), reason: e.to_string() },
+                };
+                tracing::error!(error = %error, "http server stopped; shutting down");
+                failure.get_or_insert(error);
+                break;
+            }
+            Some(joined) = tasks.join_next() => {
+                match task_outcome(joined) {
+                    None => continue,
+                    Some(error) => {
+                        tracing::error!(error = %error, "background task failed; shutting down");
+                        failure.get_or_insert(error);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    shutdown.cancel();
+    signals.abort();
+    tracing::info!("shutting down: draining requests, consumers and the outbox relay");
+
+    let deadline = Instant::now() + settings.http.shutdown_timeout();
+    if !server_done {
+        match tokio::time::timeout_at(deadline, &mut server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                failure.get_or_insert(Error::Io(e));
+            }
+            Ok(Err(e)) => {
+                failure.get_or_insert(Error::Task {
+                    name: "http server".into(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "in-flight requests did not finish within the shutdown timeout; dropping them"
+                );
+                server.abort();
+            }
+        }
+    }
+    loop {
+        match tokio::time::timeout_at(deadline, tasks.join_next()).await {
+            Ok(None) => break,
+            Ok(Some(joined)) => {
+                // During shutdown stopping is expected; only errors count.
+                if let Some(error) = task_outcome(joined).filter(|e| !is_early_stop(e)) {
+                    tracing::error!(error = %error, "background task failed while stopping");
+                    failure.get_or_insert(error);
+                }
+            }
+            Err(_) => {
+                tracing::warn!(
+                    remaining = tasks.len(),
+                    "background tasks did not stop within the shutdown timeout; aborting them"
+                );
+                tasks.abort_all();
+                break;
+            }
+        }
+    }
+
+    let flush_for = deadline
+        .saturating_duration_since(Instant::now())
+        .max(MIN_FLUSH);
+    let flushing = producer.clone();
+    match tokio::task::spawn_blocking(move || flushing.flush(flush_for)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "producer flush incomplete; unacknowledged outbox records are republished on restart")
+        }
+        Err(e) => tracing::warn!(error = %e, "producer flush task failed"),
+    }
+    match &failure {
+        None => tracing::info!("stopped"),
+        Some(e) => tracing::error!(error = %e, "stopped after a failure"),
+    }
+    drop(telemetry);
+    failure.map_or(Ok(()), Err)
+}
+
+const EARLY_STOP: &str = "stopped before shutdown";
+
+fn is_early_stop(e: &Error) -> bool {
+    matches!(e, Error::Task { reason, .. } if reason == EARLY_STOP)
+}
+
+/// `None` when the task's end is acceptable, else the error that stops the service.
+fn task_outcome(
+    joined: std::result::Result<(String, Role, Result<()>), tokio::task::JoinError>,
+) -> Option<Error> {
+    match joined {
+        Ok((name, Role::UntilShutdown, Ok(()))) => Some(Error::Task {
+            name,
+            reason: EARLY_STOP.into(),
+        }),
+        Ok((name, Role::MayFinish, Ok(()))) => {
+            tracing::info!(task = %name, "task finished");
+            None
+        }
+        Ok((_, _, Err(e))) => Some(e),
+        Err(e) if e.is_cancelled() => None,
+        Err(e) => Some(Error::Task {
+            name: "background task".into(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Cancel `token` on SIGTERM (the orchestrator) or SIGINT (Ctrl-C).
+async fn cancel_on_signal(token: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let signal = tokio::select! {
+        _ = terminate => "SIGTERM",
+        _ = interrupt => "SIGINT",
+        _ = token.cancelled() => return,
+    };
+    tracing::info!(signal, "shutdown requested");
+    token.cancel();
+}

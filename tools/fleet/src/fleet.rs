@@ -1,0 +1,284 @@
+//! The local fleet: one dev-broker process, one process per service, the ingress, supervision.
+//! `nivesh up` uses it with fixed ports and prefixed logs; end-to-end tests use it with free ports,
+//! log files and a fresh data directory per test, and SIGKILL/restart single services.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use tokio::sync::oneshot;
+
+use crate::process::{Launch, LogMode, Managed, bin_dir, wait_http_ok};
+use crate::services::{SERVICES, ServiceSpec, service};
+
+/// How to run the fleet.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    pub bin_dir: PathBuf,
+    /// Each service keeps its own store under here (`<data_dir>/<service>.sqlite`).
+    pub data_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub log_mode: LogMode,
+    /// Config files for the services (`config/` of the repository).
+    pub config_dir: Option<PathBuf>,
+    /// Redis for caches; `None` makes every service use its in-process cache.
+    pub redis_url: Option<String>,
+    /// `true`: each service on its fixed port from [`SERVICES`]; `false`: free ports (tests).
+    pub fixed_ports: bool,
+    /// Extra environment for every service (e.g. `NIVESH__TELEMETRY__LOG_FORMAT`).
+    pub env: Vec<(String, String)>,
+    /// Extra environment per service name.
+    pub service_env: HashMap<String, Vec<(String, String)>>,
+    pub brokers: u32,
+}
+
+impl FleetOptions {
+    /// Defaults for a test: fresh temp-style dirs under `root`, free ports, logs to files.
+    pub fn for_test(root: &Path) -> Self {
+        FleetOptions {
+            bin_dir: bin_dir(),
+            data_dir: root.join("data"),
+            log_dir: root.join("logs"),
+            log_mode: LogMode::File,
+            config_dir: find_repo_root().map(|r| r.join("config")),
+            redis_url: None,
+            fixed_ports: false,
+            env: Vec::new(),
+            service_env: HashMap::new(),
+            brokers: 1,
+        }
+    }
+}
+
+/// The repository root (the directory holding `config/` and the workspace `Cargo.toml`), found
+/// from the current directory or the crate's manifest dir at build time.
+pub fn find_repo_root() -> Option<PathBuf> {
+    let starts = [
+        std::env::current_dir().ok(),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
+    ];
+    starts.into_iter().flatten().find_map(|start| {
+        start
+            .ancestors()
+            .find(|d| d.join("config").is_dir() && d.join("Cargo.toml").is_file())
+            .map(Path::to_path_buf)
+    })
+}
+
+/// Is a Redis server answering at `url` (redis://host:port[/db])?
+pub fn redis_reachable(url: &str) -> bool {
+    let rest = url
+        .trim_start_matches("redis://")
+        .trim_start_matches("rediss://");
+    let host_port = rest
+        .rsplit('@')
+        .next()
+        .unwrap_or(rest)
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let Ok(addr) = host_port.parse::<SocketAddr>().or_else(|_| {
+        use std::net::ToSocketAddrs;
+        host_port
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or(())
+    }) else {
+        return false;
+    };
+    TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
+}
+
+/// A free local TCP port (bound, read, released; the small race is acceptable for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+struct Running {
+    launch: Launch,
+    process: Managed,
+    port: u16,
+}
+
+/// A running fleet (or part of one).
+pub struct Fleet {
+    opts: FleetOptions,
+    bootstrap: String,
+    broker: Managed,
+    services: BTreeMap<String, Running>,
+}
+
+impl Fleet {
+    /// Start the dev broker (topics created from the catalog) and nothing else yet.
+    pub async fn start_broker(opts: FleetOptions) -> Result<Fleet> {
+        std::fs::create_dir_all(&opts.data_dir)?;
+        let mut launch = Launch::new("dev-broker", opts.bin_dir.join("dev-broker"), &opts.log_dir);
+        launch.log_mode = opts.log_mode;
+        launch.args = vec!["--brokers".into(), opts.brokers.to_string()];
+        let (tx, rx) = oneshot::channel();
+        let broker = launch.spawn(Some(("NIVESH_BOOTSTRAP=", tx))).await?;
+        let bootstrap = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .context("dev broker did not publish its bootstrap address within 30s")?
+            .context("dev broker exited before publishing its bootstrap address")?;
+        Ok(Fleet {
+            opts,
+            bootstrap,
+            broker,
+            services: BTreeMap::new(),
+        })
+    }
+
+    /// The broker's bootstrap address (random port), handed to every service.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    pub fn options(&self) -> &FleetOptions {
+        &self.opts
+    }
+
+    fn launch_for(&self, spec: &ServiceSpec, port: u16) -> Launch {
+        let mut l = Launch::new(
+            spec.name,
+            self.opts.bin_dir.join(spec.binary),
+            &self.opts.log_dir,
+        );
+        l.log_mode = self.opts.log_mode;
+        l = l
+            .env("NIVESH__HTTP__ADDR", format!("127.0.0.1:{port}"))
+            .env("NIVESH__KAFKA__BOOTSTRAP_SERVERS", &self.bootstrap)
+            .env(
+                "NIVESH__STORE__DATA_DIR",
+                self.opts.data_dir.display().to_string(),
+            );
+        if let Some(dir) = &self.opts.config_dir {
+            l = l.env("NIVESH_CONFIG_DIR", dir.display().to_string());
+        }
+        l = match &self.opts.redis_url {
+            Some(url) => l.env("NIVESH__REDIS__URL", url),
+            None => l.env("NIVESH__REDIS__URL", ""),
+        };
+        for (k, v) in self
+            .opts
+            .env
+            .iter()
+            .chain(self.opts.service_env.get(spec.name).into_iter().flatten())
+        {
+            l = l.env(k, v);
+        }
+        l
+    }
+
+    /// Start one service and wait until its `/healthz` answers.
+    pub async fn start(&mut self, name: &str) -> Result<String> {
+        let spec = service(name).ok_or_else(|| anyhow!("unknown service {name}"))?;
+        let port = match self.services.get(name) {
+            Some(r) => r.port,
+            None if self.opts.fixed_ports => spec.port,
+            None => free_port(),
+        };
+        let launch = self.launch_for(spec, port);
+        let process = launch.spawn(None).await?;
+        self.services.insert(
+            name.to_string(),
+            Running {
+                launch,
+                process,
+                port,
+            },
+        );
+        let url = self.url(name)?;
+        wait_http_ok(&format!("{url}/healthz"), Duration::from_secs(60))
+            .await
+            .with_context(|| {
+                format!(
+                    "{name} did not come up; see {}",
+                    self.opts.log_dir.join(format!("{name}.log")).display()
+                )
+            })?;
+        Ok(url)
+    }
+
+    /// Start several services concurrently-ish (spawn all, then wait for each).
+    pub async fn start_all(&mut self, names: &[&str]) -> Result<()> {
+        for name in names {
+            self.start(name).await?;
+        }
+        Ok(())
+    }
+
+    /// Base URL of a running service.
+    pub fn url(&self, name: &str) -> Result<String> {
+        let r = self
+            .services
+            .get(name)
+            .ok_or_else(|| anyhow!("{name} not started"))?;
+        Ok(format!("http://127.0.0.1:{}", r.port))
+    }
+
+    /// SIGKILL one service (no graceful shutdown: the crash we must survive).
+    pub async fn kill9(&mut self, name: &str) -> Result<()> {
+        let r = self
+            .services
+            .get_mut(name)
+            .ok_or_else(|| anyhow!("{name} not started"))?;
+        r.process.kill9().await
+    }
+
+    /// Start a previously started service again on the same port and data.
+    pub async fn restart(&mut self, name: &str) -> Result<()> {
+        let r = self
+            .services
+            .get_mut(name)
+            .ok_or_else(|| anyhow!("{name} not started"))?;
+        r.process = r.launch.spawn(None).await?;
+        let url = format!("http://127.0.0.1:{}/healthz", r.port);
+        wait_http_ok(&url, Duration::from_secs(60)).await
+    }
+
+    /// Restart any service that exited on its own (crash-only design: the supervisor's one job).
+    pub async fn restart_crashed(&mut self) -> Result<Vec<String>> {
+        let mut restarted = Vec::new();
+        for (name, r) in self.services.iter_mut() {
+            if let Some(status) = r.process.try_exited() {
+                tracing::warn!(service = %name, %status, "exited; restarting");
+                r.process = r.launch.spawn(None).await?;
+                restarted.push(name.clone());
+            }
+        }
+        Ok(restarted)
+    }
+
+    /// Running services and their base URLs.
+    pub fn upstreams(&self) -> HashMap<String, String> {
+        self.services
+            .iter()
+            .map(|(n, r)| (n.clone(), format!("http://127.0.0.1:{}", r.port)))
+            .collect()
+    }
+
+    /// Graceful stop: SIGTERM every service at once (they finish in-flight work, commit, flush),
+    /// wait for each (SIGKILL after a grace period), then stop the broker.
+    pub async fn stop(mut self) -> Result<()> {
+        for r in self.services.values_mut() {
+            r.process.send_term();
+        }
+        for r in self.services.values_mut() {
+            r.process.wait_or_kill(Duration::from_secs(15)).await?;
+        }
+        self.broker.terminate(Duration::from_secs(5)).await
+    }
+
+    /// All service names, in start order (producers of a flow before its consumers is not needed:
+    /// topics exist before any service starts).
+    pub fn all_service_names() -> Vec<&'static str> {
+        SERVICES.iter().map(|s| s.name).collect()
+    }
+}
