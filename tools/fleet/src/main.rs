@@ -190,7 +190,14 @@ async fn demo(listen: &str, file: &std::path::Path) -> Result<()> {
         .as_str()
         .context("fileId in upload response")?
         .to_string();
-    println!("demo: file {file_id}: {}", report);
+    println!(
+        "demo: file {file_id} accepted in {:?}: {} rows, {} NAV events, {} rejected lines (first: {})",
+        started.elapsed(),
+        report["rows"],
+        report["published"],
+        report["rejected"],
+        report["rejectedLines"][0]
+    );
     let sample = "119551";
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -212,15 +219,26 @@ async fn demo(listen: &str, file: &std::path::Path) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let report: serde_json::Value = client
-        .get(format!("{base}/v1/nav/files/{file_id}"))
+    let search: serde_json::Value = client
+        .get(format!(
+            "{base}/v1/nav/schemes?category=liquid&q=direct%20growth&pageSize=3"
+        ))
         .send()
         .await?
         .json()
         .await?;
     println!(
-        "demo: file report: {}",
-        serde_json::to_string_pretty(&report)?
+        "demo: GET /v1/nav/schemes?category=liquid&q=direct growth → {} matches, e.g.:",
+        search["total"]
+    );
+    for item in search["items"].as_array().into_iter().flatten() {
+        println!(
+            "  {} {} NAV {} on {}",
+            item["schemeCode"], item["schemeName"], item["nav"], item["navDate"]
+        );
+    }
+    println!(
+        "demo: full file report at {base}/v1/nav/files/{file_id} ; live NAVs: curl -N {base}/v1/nav/stream"
     );
     Ok(())
 }
