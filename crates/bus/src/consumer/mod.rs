@@ -137,6 +137,11 @@ pub async fn run_consumer(
         ("queued.min.messages", "1000"),
         // Drives the lag gauge (see `context`).
         ("statistics.interval.ms", "5000"),
+        // A crashed member's partitions move to the survivors after this long. librdkafka's
+        // 45 s default stalls a SIGKILLed service's partitions for most of a minute; 10 s still
+        // rides out GC-free Rust pauses and brief network blips (heartbeats every 2 s).
+        ("session.timeout.ms", "10000"),
+        ("heartbeat.interval.ms", "2000"),
     ]);
     // Forced after `extra`: the no-loss guarantee rests on these.
     cfg.set("group.id", &settings.group);
