@@ -34,11 +34,24 @@ pub struct StoredDoc {
 pub enum WriteOp {
     /// Fails the whole batch with [`crate::Error::Conflict`] when the id exists. Used for inbox
     /// markers (dedupe) and for unique business keys.
-    Create { id: String, body: Value, ttl: Option<Duration> },
+    Create {
+        id: String,
+        body: Value,
+        ttl: Option<Duration>,
+    },
     /// Insert or overwrite, unconditionally.
-    Upsert { id: String, body: Value, ttl: Option<Duration> },
+    Upsert {
+        id: String,
+        body: Value,
+        ttl: Option<Duration>,
+    },
     /// Overwrite only if the stored ETag matches; otherwise [`crate::Error::PreconditionFailed`].
-    Replace { id: String, body: Value, if_match: ETag, ttl: Option<Duration> },
+    Replace {
+        id: String,
+        body: Value,
+        if_match: ETag,
+        ttl: Option<Duration>,
+    },
     /// Delete, optionally only if the ETag matches. Deleting a missing id is `NotFound`.
     Delete { id: String, if_match: Option<ETag> },
 }
@@ -77,7 +90,12 @@ pub struct Batch {
 
 impl Batch {
     pub fn new(container: impl Into<String>, partition_key: impl Into<String>) -> Self {
-        Batch { container: container.into(), partition_key: partition_key.into(), ops: Vec::new(), outbox: Vec::new() }
+        Batch {
+            container: container.into(),
+            partition_key: partition_key.into(),
+            ops: Vec::new(),
+            outbox: Vec::new(),
+        }
     }
     pub fn op(mut self, op: WriteOp) -> Self {
         self.ops.push(op);
@@ -117,17 +135,32 @@ pub struct PendingOutbox {
 /// Documents, transactional batches with outbox, range queries and the change feed.
 #[async_trait]
 pub trait DocumentStore: Send + Sync + 'static {
-    async fn get(&self, container: &str, partition_key: &str, id: &str) -> Result<Option<StoredDoc>>;
+    async fn get(
+        &self,
+        container: &str,
+        partition_key: &str,
+        id: &str,
+    ) -> Result<Option<StoredDoc>>;
 
     /// Commit a batch atomically. Returns the stored docs for every non-delete op, in op order.
     async fn commit(&self, batch: Batch) -> Result<Vec<StoredDoc>>;
 
     /// Documents of one partition whose ids fall in `range`, ordered by id.
-    async fn query_partition(&self, container: &str, partition_key: &str, range: IdRange) -> Result<Vec<StoredDoc>>;
+    async fn query_partition(
+        &self,
+        container: &str,
+        partition_key: &str,
+        range: IdRange,
+    ) -> Result<Vec<StoredDoc>>;
 
     /// Documents of the whole container changed after `from` (oldest first), at most `max`,
     /// with the continuation to pass next time. Latest version of each document only.
-    async fn change_feed(&self, container: &str, from: &Continuation, max: usize) -> Result<(Vec<StoredDoc>, Continuation)>;
+    async fn change_feed(
+        &self,
+        container: &str,
+        from: &Continuation,
+        max: usize,
+    ) -> Result<(Vec<StoredDoc>, Continuation)>;
 
     /// Unpublished outbox records in commit order, at most `max`.
     async fn outbox_pending(&self, max: usize) -> Result<Vec<PendingOutbox>>;

@@ -1,0 +1,424 @@
+//! The single writer thread: group commit with a SAVEPOINT per batch, and the periodic purge.
+//!
+//! Why one thread owning the write connection: SQLite allows one writer at a time anyway, and
+//! the cost of a commit is dominated by the WAL append + lock dance, not by the rows. Draining
+//! everything queued and committing it as ONE transaction turns N commits into one, which is
+//! what makes thousands of batches/s possible on two cores. A SAVEPOINT around each batch keeps
+//! the port's promise that a batch is all-or-nothing *on its own*: a Conflict in batch 7 rolls
+//! back batch 7 only, and the other batches of the group still commit.
+//!
+//! Answers are sent only after COMMIT succeeds, so a caller that got `Ok` knows its batch is in
+//! the WAL (durable against a SIGKILL of this process).
+
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, named_params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::rows::{duration_ms, encode_headers, is_constraint, now_ms, sqlite_error};
+use crate::{Batch, ETag, Error, OutboxMessage, Result, StoredDoc, WriteOp};
+
+/// Work for the writer. Acks go through the writer too: there is exactly one write connection.
+pub(crate) enum Job {
+    Commit {
+        batch: Batch,
+        reply: oneshot::Sender<Result<Vec<StoredDoc>>>,
+    },
+    Ack {
+        seqs: Vec<u64>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+}
+
+/// The writer's knobs, copied out of `EmbeddedConfig`.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) max_group: usize,
+    pub(crate) purge_interval: Duration,
+    pub(crate) purge_limit: usize,
+    pub(crate) outbox_retention: Duration,
+}
+
+/// Runs until every sender is gone (all `EmbeddedStore` clones dropped), then closes the
+/// connection, which checkpoints the WAL.
+pub(crate) fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>, settings: Settings) {
+    let mut group = Vec::with_capacity(settings.max_group);
+    // Purge on the first activity after opening, then every purge_interval of activity. An idle
+    // store is not purged: rejected a timer thread for that, because an idle store does not grow
+    // and expired rows are already invisible to every read.
+    let mut next_purge = Instant::now();
+    while jobs.blocking_recv_many(&mut group, settings.max_group) > 0 {
+        metrics::histogram!("nivesh_store_group_commit_jobs").record(group.len() as f64);
+        commit_group(&conn, &mut group);
+        if Instant::now() >= next_purge {
+            let more = purge(&conn, &settings);
+            // A purge that hit its row limit left work behind: go again after the next group
+            // instead of waiting a full interval, still in bounded steps so writers never stall.
+            next_purge = if more {
+                Instant::now()
+            } else {
+                Instant::now() + settings.purge_interval
+            };
+        }
+    }
+}
+
+/// What one job produced, held back until the group's COMMIT.
+enum Answer {
+    Commit(
+        oneshot::Sender<Result<Vec<StoredDoc>>>,
+        Result<Vec<StoredDoc>>,
+    ),
+    Ack(oneshot::Sender<Result<()>>, Result<()>),
+}
+
+impl Answer {
+    fn send(self) {
+        // A dropped receiver means the caller stopped waiting (its future was cancelled); the
+        // write still happened, which is the same as a client timing out after a Cosmos write.
+        match self {
+            Answer::Commit(reply, result) => {
+                let outcome = if result.is_ok() {
+                    "committed"
+                } else {
+                    "rejected"
+                };
+                metrics::counter!("nivesh_store_batches_total", "outcome" => outcome).increment(1);
+                let _ = reply.send(result);
+            }
+            Answer::Ack(reply, result) => {
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn fail(self, why: &str) {
+        metrics::counter!("nivesh_store_batches_total", "outcome" => "failed").increment(1);
+        let err = || Error::Unavailable(format!("group commit failed: {why}"));
+        match self {
+            Answer::Commit(reply, _) => {
+                let _ = reply.send(Err(err()));
+            }
+            Answer::Ack(reply, _) => {
+                let _ = reply.send(Err(err()));
+            }
+        }
+    }
+}
+
+/// Commit everything in `group` as one transaction, one SAVEPOINT per job; answer every job.
+pub(crate) fn commit_group(conn: &Connection, group: &mut Vec<Job>) {
+    let now = now_ms();
+    let mut answers = Vec::with_capacity(group.len());
+    let mut jobs = group.drain(..);
+    let result = (|| -> Result<()> {
+        exec(conn, "BEGIN IMMEDIATE")?;
+        // The counter is read inside the write transaction (not cached in memory) so several
+        // processes sharing one file still hand out unique, increasing seqs.
+        let mut seq: i64 = conn
+            .prepare_cached("SELECT value FROM meta WHERE key = 'doc_seq'")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(sqlite_error)?;
+        let first_seq = seq;
+        for job in jobs.by_ref() {
+            exec(conn, "SAVEPOINT batch")?;
+            let seq_before = seq;
+            let answer = match job {
+                Job::Commit { batch, reply } => {
+                    Answer::Commit(reply, apply_batch(conn, batch, &mut seq, now))
+                }
+                Job::Ack { seqs, reply } => Answer::Ack(reply, apply_ack(conn, &seqs, now)),
+            };
+            let failed = matches!(&answer, Answer::Commit(_, Err(_)) | Answer::Ack(_, Err(_)));
+            answers.push(answer);
+            if failed {
+                // Undo this job alone; its seqs are handed out again so the feed has no gaps.
+                seq = seq_before;
+                exec(conn, "ROLLBACK TO batch")?;
+            }
+            exec(conn, "RELEASE batch")?;
+        }
+        if seq != first_seq {
+            // Persisted (not derived from MAX(seq)) because deleting the newest document would
+            // otherwise hand its seq out again after a restart, and a change-feed reader parked
+            // on that seq would skip the new write.
+            conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'doc_seq'")
+                .and_then(|mut s| s.execute([seq]))
+                .map_err(sqlite_error)?;
+        }
+        exec(conn, "COMMIT")
+    })();
+    match result {
+        Ok(()) => answers.into_iter().for_each(Answer::send),
+        Err(e) => {
+            tracing::warn!(error = %e, jobs = answers.len(), "embedded store group commit failed");
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            let why = e.to_string();
+            // Jobs never reached (the failure happened before them) are answered too.
+            let untouched: Vec<Answer> = jobs
+                .map(|job| match job {
+                    Job::Commit { reply, .. } => Answer::Commit(reply, Ok(Vec::new())),
+                    Job::Ack { reply, .. } => Answer::Ack(reply, Ok(())),
+                })
+                .collect();
+            answers
+                .into_iter()
+                .chain(untouched)
+                .for_each(|a| a.fail(&why));
+        }
+    }
+}
+
+fn exec(conn: &Connection, sql: &str) -> Result<()> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .map(drop)
+        .map_err(sqlite_error)
+}
+
+fn validate(batch: &Batch) -> Result<()> {
+    if batch.container.is_empty() {
+        return Err(Error::Invalid("batch without a container".into()));
+    }
+    if batch.partition_key.is_empty() {
+        return Err(Error::Invalid(format!(
+            "batch for {} without a partition key",
+            batch.container
+        )));
+    }
+    if let Some(op) = batch.ops.iter().find(|op| op.id().is_empty()) {
+        return Err(Error::Invalid(format!(
+            "write op without an id in {}: {op:?}",
+            batch.container
+        )));
+    }
+    if batch.outbox.iter().any(|m| m.message_id.is_empty()) {
+        return Err(Error::Invalid("outbox message without a message_id".into()));
+    }
+    Ok(())
+}
+
+fn apply_batch(conn: &Connection, batch: Batch, seq: &mut i64, now: i64) -> Result<Vec<StoredDoc>> {
+    validate(&batch)?;
+    let Batch {
+        container,
+        partition_key,
+        ops,
+        outbox,
+    } = batch;
+    let at = Address {
+        conn,
+        container: &container,
+        partition_key: &partition_key,
+        now,
+    };
+    let mut stored = Vec::with_capacity(ops.len());
+    for op in ops {
+        let live = at.live_etag(op.id())?;
+        match op {
+            WriteOp::Create { id, body, ttl } => {
+                if live.is_some() {
+                    return Err(Error::Conflict { id });
+                }
+                stored.push(at.put(id, body, ttl, seq)?);
+            }
+            WriteOp::Upsert { id, body, ttl } => stored.push(at.put(id, body, ttl, seq)?),
+            WriteOp::Replace {
+                id,
+                body,
+                if_match,
+                ttl,
+            } => match live {
+                None => return Err(Error::NotFound { id }),
+                Some(current) if current != if_match.0 => {
+                    return Err(Error::PreconditionFailed { id });
+                }
+                Some(_) => stored.push(at.put(id, body, ttl, seq)?),
+            },
+            WriteOp::Delete { id, if_match } => match live {
+                None => return Err(Error::NotFound { id }),
+                Some(current) if if_match.as_ref().is_some_and(|m| m.0 != current) => {
+                    return Err(Error::PreconditionFailed { id });
+                }
+                Some(_) => at.delete(&id)?,
+            },
+        }
+    }
+    for message in outbox {
+        insert_outbox(conn, message, now)?;
+    }
+    Ok(stored)
+}
+
+/// One partition of one container, as seen by the write transaction at `now`.
+struct Address<'a> {
+    conn: &'a Connection,
+    container: &'a str,
+    partition_key: &'a str,
+    now: i64,
+}
+
+impl Address<'_> {
+    /// The ETag of the live document, `None` if absent or expired (an expired row is "not
+    /// there" for every op, exactly as for reads, even before the purge removes it).
+    fn live_etag(&self, id: &str) -> Result<Option<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT etag, expires_at FROM documents WHERE container = ?1 AND partition_key = ?2 AND id = ?3",
+            )
+            .map_err(sqlite_error)?;
+        let mut rows = stmt
+            .query((self.container, self.partition_key, id))
+            .map_err(sqlite_error)?;
+        let Some(row) = rows.next().map_err(sqlite_error)? else {
+            return Ok(None);
+        };
+        let etag: String = row.get(0).map_err(sqlite_error)?;
+        let expires_at: Option<i64> = row.get(1).map_err(sqlite_error)?;
+        Ok(expires_at.is_none_or(|at| at > self.now).then_some(etag))
+    }
+
+    fn put(
+        &self,
+        id: String,
+        body: serde_json::Value,
+        ttl: Option<Duration>,
+        seq: &mut i64,
+    ) -> Result<StoredDoc> {
+        let text = serde_json::to_string(&body)
+            .map_err(|e| Error::Invalid(format!("body of {id}: {e}")))?;
+        *seq += 1;
+        // A fresh random tag rather than the seq: it stays unique even across a deleted and
+        // re-created database file, so a stale ETag held by a client can never match by accident.
+        let etag = uuid::Uuid::new_v4().simple().to_string();
+        let expires_at = ttl.map(|ttl| self.now.saturating_add(duration_ms(ttl)));
+        self.conn
+            .prepare_cached(
+                "INSERT INTO documents (container, partition_key, id, body, etag, seq, expires_at)
+                 VALUES (:container, :pk, :id, :body, :etag, :seq, :expires_at)
+                 ON CONFLICT (container, partition_key, id) DO UPDATE SET
+                     body = excluded.body, etag = excluded.etag, seq = excluded.seq,
+                     expires_at = excluded.expires_at",
+            )
+            .and_then(|mut s| {
+                s.execute(named_params! {
+                    ":container": self.container, ":pk": self.partition_key, ":id": id,
+                    ":body": text, ":etag": etag, ":seq": *seq, ":expires_at": expires_at,
+                })
+            })
+            .map_err(|e| {
+                if is_constraint(&e) {
+                    Error::Conflict { id: id.clone() }
+                } else {
+                    sqlite_error(e)
+                }
+            })?;
+        Ok(StoredDoc {
+            container: self.container.to_string(),
+            partition_key: self.partition_key.to_string(),
+            id,
+            body,
+            etag: ETag(etag),
+            sequence: u64::try_from(*seq)
+                .map_err(|_| Error::Backend(format!("sequence overflow at {seq}")))?,
+        })
+    }
+
+    fn delete(&self, id: &str) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "DELETE FROM documents WHERE container = ?1 AND partition_key = ?2 AND id = ?3",
+            )
+            .and_then(|mut s| s.execute((self.container, self.partition_key, id)))
+            .map(drop)
+            .map_err(sqlite_error)
+    }
+}
+
+fn insert_outbox(conn: &Connection, message: OutboxMessage, now: i64) -> Result<()> {
+    let headers = encode_headers(&message.headers)?;
+    conn.prepare_cached(
+        "INSERT INTO outbox (message_id, topic, key, payload, headers, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut s| {
+        s.execute((
+            &message.message_id,
+            &message.topic,
+            &message.key,
+            &message.payload,
+            &headers,
+            now,
+        ))
+    })
+    .map(drop)
+    // The UNIQUE message_id is the dedupe of re-emits: the whole batch fails as a Conflict
+    // naming the message, so a handler retrying after a crash cannot publish an event twice.
+    .map_err(|e| {
+        if is_constraint(&e) {
+            Error::Conflict {
+                id: message.message_id,
+            }
+        } else {
+            sqlite_error(e)
+        }
+    })
+}
+
+fn apply_ack(conn: &Connection, seqs: &[u64], now: i64) -> Result<()> {
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE outbox SET published_at = ?1 WHERE seq = ?2 AND published_at IS NULL",
+        )
+        .map_err(sqlite_error)?;
+    // Seqs beyond i64 cannot exist in SQLite, so skipping them is the idempotent answer.
+    for seq in seqs.iter().filter_map(|s| i64::try_from(*s).ok()) {
+        stmt.execute((now, seq)).map_err(sqlite_error)?;
+    }
+    Ok(())
+}
+
+/// Delete up to `purge_limit` expired documents and published outbox rows past retention.
+/// Returns true when a limit was hit (more to do). Bounded so a purge never holds the write
+/// lock long enough to matter to the batches queued behind it.
+fn purge(conn: &Connection, settings: &Settings) -> bool {
+    let now = now_ms();
+    let limit = super::rows::limit(settings.purge_limit);
+    let outcome = (|| -> rusqlite::Result<(usize, usize)> {
+        let docs = conn
+            .prepare_cached(
+                "DELETE FROM documents WHERE rowid IN
+                 (SELECT rowid FROM documents WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2)",
+            )?
+            .execute((now, limit))?;
+        let cutoff = now.saturating_sub(duration_ms(settings.outbox_retention));
+        let published = conn
+            .prepare_cached(
+                "DELETE FROM outbox WHERE seq IN
+                 (SELECT seq FROM outbox WHERE published_at IS NOT NULL AND published_at <= ?1 LIMIT ?2)",
+            )?
+            .execute((cutoff, limit))?;
+        Ok((docs, published))
+    })();
+    match outcome {
+        Ok((docs, published)) => {
+            if docs + published > 0 {
+                tracing::debug!(
+                    docs,
+                    published,
+                    "embedded store purged expired documents and published outbox rows"
+                );
+            }
+            docs == settings.purge_limit || published == settings.purge_limit
+        }
+        Err(e) => {
+            // Purging is housekeeping: a failure is logged and retried next interval, never
+            // surfaced to a writer whose batch already committed.
+            tracing::warn!(error = %e, "embedded store purge failed");
+            false
+        }
+    }
+}
