@@ -1,0 +1,103 @@
+# What the code declares, in the shape Terraform needs. deploy-check compares both blocks with
+# the code and fails on drift: topics with `cargo run -q -p nivesh-fleet -- topics`
+# (crates/bus/src/catalog.rs), containers with the container names the services commit to.
+
+locals {
+  # BEGIN GENERATED TOPICS (scripts/deploy-check --sync-topics rewrites this block)
+  topics = {
+    "nav.raw-feeds"          = { partitions = 12, retention_ms = 604800000 }
+    "nav.validated"          = { partitions = 12, retention_ms = 604800000 }
+    "nav.rejected"           = { partitions = 12, retention_ms = 604800000 }
+    "nav.broadcast"          = { partitions = 12, retention_ms = 604800000 }
+    "order.placed"           = { partitions = 24, retention_ms = 604800000 }
+    "payment.success"        = { partitions = 24, retention_ms = 604800000 }
+    "payment.failed"         = { partitions = 24, retention_ms = 604800000 }
+    "transaction.completed"  = { partitions = 24, retention_ms = 604800000 }
+    "order.failed"           = { partitions = 24, retention_ms = 604800000 }
+    "portfolio.updated"      = { partitions = 6, retention_ms = 604800000 }
+    "notification.requested" = { partitions = 6, retention_ms = 604800000 }
+    "audit.events"           = { partitions = 6, retention_ms = 2592000000 }
+    "nav-calculator.retry.0" = { partitions = 6, retention_ms = 604800000 }
+    "nav-calculator.retry.1" = { partitions = 6, retention_ms = 604800000 }
+    "nav-calculator.retry.2" = { partitions = 6, retention_ms = 604800000 }
+    "nav-calculator.dlq"     = { partitions = 6, retention_ms = 2592000000 }
+    "nav-publisher.retry.0"  = { partitions = 6, retention_ms = 604800000 }
+    "nav-publisher.retry.1"  = { partitions = 6, retention_ms = 604800000 }
+    "nav-publisher.retry.2"  = { partitions = 6, retention_ms = 604800000 }
+    "nav-publisher.dlq"      = { partitions = 6, retention_ms = 2592000000 }
+    "payment.retry.0"        = { partitions = 6, retention_ms = 604800000 }
+    "payment.retry.1"        = { partitions = 6, retention_ms = 604800000 }
+    "payment.retry.2"        = { partitions = 6, retention_ms = 604800000 }
+    "payment.dlq"            = { partitions = 6, retention_ms = 2592000000 }
+    "order.retry.0"          = { partitions = 6, retention_ms = 604800000 }
+    "order.retry.1"          = { partitions = 6, retention_ms = 604800000 }
+    "order.retry.2"          = { partitions = 6, retention_ms = 604800000 }
+    "order.dlq"              = { partitions = 6, retention_ms = 2592000000 }
+    "portfolio.retry.0"      = { partitions = 6, retention_ms = 604800000 }
+    "portfolio.retry.1"      = { partitions = 6, retention_ms = 604800000 }
+    "portfolio.retry.2"      = { partitions = 6, retention_ms = 604800000 }
+    "portfolio.dlq"          = { partitions = 6, retention_ms = 2592000000 }
+    "notification.retry.0"   = { partitions = 6, retention_ms = 604800000 }
+    "notification.retry.1"   = { partitions = 6, retention_ms = 604800000 }
+    "notification.retry.2"   = { partitions = 6, retention_ms = 604800000 }
+    "notification.dlq"       = { partitions = 6, retention_ms = 2592000000 }
+    "genai-gateway.retry.0"  = { partitions = 6, retention_ms = 604800000 }
+    "genai-gateway.retry.1"  = { partitions = 6, retention_ms = 604800000 }
+    "genai-gateway.retry.2"  = { partitions = 6, retention_ms = 604800000 }
+    "genai-gateway.dlq"      = { partitions = 6, retention_ms = 2592000000 }
+    "nav-ingestor.retry.0"   = { partitions = 6, retention_ms = 604800000 }
+    "nav-ingestor.retry.1"   = { partitions = 6, retention_ms = 604800000 }
+    "nav-ingestor.retry.2"   = { partitions = 6, retention_ms = 604800000 }
+    "nav-ingestor.dlq"       = { partitions = 6, retention_ms = 2592000000 }
+  }
+  # END GENERATED TOPICS
+
+  day_seconds = 86400
+
+  # One Cosmos DB database per service (each service owns its data); every container is
+  # partitioned on /partitionKey, whose value the service sets (see docs/architecture.md,
+  # "Services and data ownership"). default_ttl -1 = TTL on, nothing expires unless the document
+  # says so (inbox markers carry 7 days, INBOX_TTL); a positive value expires every document.
+  # event_ledger is the runtime's per-service ledger of received events (partitioned by topic).
+  cosmos_databases = {
+    "nav-ingestor" = {
+      nav_files = { key = "file id", default_ttl = -1 }
+      # Landing-zone markers (one per ingested object version), one small partition.
+      landing      = { key = "constant: objects", default_ttl = -1 }
+      event_ledger = { key = "topic", default_ttl = -1 }
+    }
+    "nav-calculator" = {
+      nav_state    = { key = "scheme code", default_ttl = -1 }
+      event_ledger = { key = "topic", default_ttl = -1 }
+    }
+    "nav-publisher" = {
+      nav              = { key = "scheme code", default_ttl = -1 }
+      scheme_directory = { key = "constant: one small partition", default_ttl = -1 }
+      event_ledger     = { key = "topic", default_ttl = -1 }
+    }
+    "order" = {
+      orders           = { key = "investor id", default_ttl = -1 }
+      idempotency_keys = { key = "investor id", default_ttl = 7 * local.day_seconds }
+      event_ledger     = { key = "topic", default_ttl = -1 }
+    }
+    "payment" = {
+      payments     = { key = "investor id", default_ttl = -1 }
+      event_ledger = { key = "topic", default_ttl = -1 }
+    }
+    "portfolio" = {
+      holdings     = { key = "investor id", default_ttl = -1 }
+      event_ledger = { key = "topic", default_ttl = -1 }
+    }
+    "notification" = {
+      notifications = { key = "investor id", default_ttl = -1 }
+      event_ledger  = { key = "topic", default_ttl = -1 }
+    }
+    "genai-gateway" = {
+      genai_usage = { key = "investor id", default_ttl = 400 * local.day_seconds }
+      genai_cache = { key = "prompt hash", default_ttl = 1 * local.day_seconds }
+      # SEBI: the audit trail is kept 7 years (2557 days with leap days), then expires.
+      audit        = { key = "audit subject", default_ttl = 2557 * local.day_seconds }
+      event_ledger = { key = "topic", default_ttl = -1 }
+    }
+  }
+}

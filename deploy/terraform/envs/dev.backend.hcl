@@ -1,0 +1,5 @@
+# terraform init -backend-config=envs/dev.backend.hcl
+resource_group_name  = "nivesh-tfstate-rg"
+storage_account_name = "niveshtfstate"
+container_name       = "tfstate"
+key                  = "dev.tfstate"
