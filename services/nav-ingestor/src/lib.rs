@@ -5,12 +5,14 @@
 //! - [`ingest`]: a file becomes chunks, each committed with its outbox events in one batch; the
 //!   SHA-256 makes re-delivery a no-op; a crash mid-file resumes after the last chunk.
 //! - [`api`]: `POST /v1/nav/files` and `GET /v1/nav/files/{fileId}`.
+//! - [`landing`]: polls the landing zone (local directory or Azure Blob via `object_store`).
 //! - [`rejections`]: `nav.rejected` → the file report, so validation rejections show there too.
 //!
 //! Flow: upload → [`ingest::Ingestor::ingest`] → outbox → `nav.raw-feeds` (key: scheme code).
 
 pub mod api;
 pub mod ingest;
+pub mod landing;
 pub mod parse;
 pub mod rejections;
 
@@ -21,7 +23,10 @@ use utoipa::OpenApi;
 
 /// The ingestor's own settings (`[service]` section).
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct Config {}
+#[serde(default)]
+pub struct Config {
+    pub landing: landing::LandingSettings,
+}
 
 /// Run the service until SIGTERM.
 pub async fn run(settings: Settings<Config>) -> nivesh_runtime::Result<()> {
@@ -33,7 +38,19 @@ pub async fn run(settings: Settings<Config>) -> nivesh_runtime::Result<()> {
         store: ctx.store.clone(),
         codec: codec.clone(),
     };
-    let app = ServiceApp::new()
+    let mut app = ServiceApp::new();
+    if !settings.service.landing.url.is_empty() {
+        let zone = landing::LandingZone::open(
+            &settings.service.landing,
+            ingestor.clone(),
+            ctx.store.clone(),
+        )
+        .map_err(|e| nivesh_runtime::Error::Config(e.to_string()))?;
+        tracing::info!(url = %settings.service.landing.url, "polling the NAV landing zone");
+        let shutdown = ctx.shutdown.clone();
+        app = app.task("landing-zone", async move { zone.run(shutdown).await });
+    }
+    let app = app
         .routes(api::router(ingestor))
         .openapi(api::ApiDoc::openapi())
         .consumer(rejections::GROUP, std::sync::Arc::new(recorder));

@@ -75,21 +75,35 @@ impl SchemeDirectory {
         Ok(dir)
     }
 
-    /// Record the scheme's latest NAV in the store's directory and the index.
-    pub async fn upsert(
+    /// Record many schemes' latest NAVs in the store's directory (one batch: the directory is
+    /// one partition) and in the index.
+    pub async fn upsert_many(
         &self,
         store: &Arc<dyn DocumentStore>,
-        nav: &SchemeNav,
+        navs: &[SchemeNav],
     ) -> nivesh_store::Result<()> {
-        let body = serde_json::to_value(nav).expect("serializable");
-        store
-            .commit(Batch::new(DIRECTORY, PARTITION).op(WriteOp::Upsert {
+        let mut latest: BTreeMap<&str, &SchemeNav> = BTreeMap::new();
+        for nav in navs {
+            match latest.get(nav.scheme_code.as_str()) {
+                Some(seen) if seen.nav_date > nav.nav_date => {}
+                _ => {
+                    latest.insert(&nav.scheme_code, nav);
+                }
+            }
+        }
+        let mut batch = Batch::new(DIRECTORY, PARTITION);
+        for nav in latest.values() {
+            let body = serde_json::to_value(nav).expect("serializable");
+            batch = batch.op(WriteOp::Upsert {
                 id: nav.scheme_code.clone(),
                 body,
                 ttl: None,
-            }))
-            .await?;
-        self.insert(nav.clone());
+            });
+        }
+        store.commit(batch).await?;
+        for nav in latest.into_values() {
+            self.insert(nav.clone());
+        }
         Ok(())
     }
 

@@ -1,7 +1,8 @@
 //! `nav.validated` → store (history + latest) → `nav.broadcast`, then Redis.
 //!
 //! The store is the system of record and is written first, in one batch with the inbox marker and
-//! the broadcast event; Redis is refreshed after the commit (a lost cache write only costs a miss).
+//! the broadcast event; the search directory and Redis follow through the write-behind in
+//! [`crate::projection`] (a lost projection write only costs a cache miss until the next NAV).
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use chrono::Utc;
 use nivesh_bus::{HandlerError, InboundMessage, MessageHandler};
 use nivesh_events::{AvroCodec, EventMeta, NavPublished, NavValidated};
 use nivesh_runtime::outbox::outbox_message;
-use nivesh_store::{Batch, Cache, DocumentStore, WriteOp, inbox_marker, is_inbox_conflict};
+use nivesh_store::{Batch, DocumentStore, WriteOp, inbox_marker, is_inbox_conflict};
 use tokio::sync::Notify;
 
 use crate::model::SchemeNav;
@@ -29,10 +30,9 @@ pub fn cache_key(scheme: &str) -> String {
 }
 
 pub struct Publisher {
-    pub directory: crate::directory::SchemeDirectory,
+    pub projections: crate::projection::Projections,
     pub head: crate::stream::FeedHead,
     pub store: Arc<dyn DocumentStore>,
-    pub cache: Arc<dyn Cache>,
     pub codec: AvroCodec,
     pub outbox_notify: Arc<Notify>,
 }
@@ -131,17 +131,7 @@ impl MessageHandler for Publisher {
         }
         metrics::counter!("nivesh_nav_published_total").increment(1);
         if becomes_latest {
-            // The directory (search) is a projection: if this write is lost to a crash, the
-            // scheme's next NAV repairs it; the NAV itself is already safe in the store.
-            if let Err(e) = self.directory.upsert(&self.store, &nav).await {
-                tracing::warn!(error = %e, scheme = %scheme, "scheme directory update failed");
-            }
-            let bytes = serde_json::to_vec(&nav).expect("serializable");
-            if let Err(e) = self.cache.set(&cache_key(&scheme), &bytes, None).await {
-                // Reads fall back to the store; the next NAV refreshes the cache.
-                metrics::counter!("nivesh_cache_errors_total", "op" => "set").increment(1);
-                tracing::debug!(error = %e, "cache refresh skipped");
-            }
+            self.projections.publish(nav).await;
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //!   then the latest NAV into Redis.
 //! - [`api`]: public NAV reads with store fallback, ETag and Cache-Control; search.
 //! - [`directory`]: the in-memory scheme search index and its store-backed directory.
+//! - [`projection`]: write-behind of the search directory and the Redis copy, batched.
 //! - [`stream`]: `GET /v1/nav/stream`, Server-Sent Events from the change feed, resumable.
 //! - [`model`]: the stored/served NAV document.
 //!
@@ -13,6 +14,7 @@ pub mod api;
 pub mod directory;
 pub mod handler;
 pub mod model;
+pub mod projection;
 pub mod stream;
 
 use std::sync::Arc;
@@ -37,11 +39,12 @@ pub async fn run(settings: Settings<Config>) -> nivesh_runtime::Result<()> {
         feed_head = head.get(),
         "NAV directory loaded"
     );
+    let (projections, flusher) =
+        projection::projections(ctx.store.clone(), ctx.cache.clone(), directory.clone());
     let publisher = handler::Publisher {
-        directory: directory.clone(),
+        projections,
         head: head.clone(),
         store: ctx.store.clone(),
-        cache: ctx.cache.clone(),
         codec: ctx.codec.clone(),
         outbox_notify: ctx.outbox_notify.clone(),
     };
@@ -54,7 +57,9 @@ pub async fn run(settings: Settings<Config>) -> nivesh_runtime::Result<()> {
         store: ctx.store.clone(),
         head,
     };
+    let shutdown = ctx.shutdown.clone();
     let app = ServiceApp::new()
+        .task("projections", async move { flusher.run(shutdown).await })
         .routes(api::router(reads, streams))
         .openapi(api::ApiDoc::openapi())
         .consumer(handler::GROUP, Arc::new(publisher));

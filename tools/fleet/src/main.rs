@@ -90,6 +90,9 @@ async fn up(
         println!("redis: not reachable at {redis_url}; services use in-process caches");
         None
     };
+    // Files dropped under <landing>/amfi/, <landing>/cams/ or <landing>/kfintech/ are ingested.
+    let landing = data_dir.join("../landing");
+    std::fs::create_dir_all(landing.join("amfi"))?;
     let opts = FleetOptions {
         bin_dir: bin_dir(),
         log_dir: data_dir.join("../logs"),
@@ -99,7 +102,15 @@ async fn up(
         redis_url: redis,
         fixed_ports: true,
         env: vec![("NIVESH__TELEMETRY__LOG_FORMAT".into(), "text".into())],
-        service_env: Default::default(),
+        service_env: [(
+            "nav-ingestor".to_string(),
+            vec![(
+                "NIVESH__SERVICE__LANDING__URL".to_string(),
+                landing.display().to_string(),
+            )],
+        )]
+        .into_iter()
+        .collect(),
         brokers: 1,
     };
     let mut fleet = Fleet::start_broker(opts).await?;
@@ -133,12 +144,18 @@ async fn up(
             None => println!("demo skipped: no AMFI NAV file found (pass --nav-file)"),
         }
     }
-    println!("\nPress Ctrl-C to stop.");
+    println!(
+        "\nLanding zone: drop NAV files into {}/{{amfi,cams,kfintech}}/",
+        landing.display()
+    );
+    println!("Press Ctrl-C to stop.");
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
             _ = tick.tick() => { fleet.restart_crashed().await?; }
         }
     }
