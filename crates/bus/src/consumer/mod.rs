@@ -54,8 +54,12 @@ use worker::WorkerEnv;
 /// Default for [`ConsumerSettings::max_in_flight`].
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
 
-/// Records buffered per partition between the poll loop and the worker.
-const PARTITION_QUEUE: usize = 16;
+/// Records buffered per partition between the poll loop and the worker. Big enough that a
+/// partition is paused only when its handler really falls behind: every pause/resume makes
+/// librdkafka drop its prefetch and refetch, and at 16 that cycle ran every few records and capped
+/// a partition at a few dozen records/s (measured: the NAV file at ~250 NAVs/s in release).
+/// Memory stays bounded: this many records per assigned partition.
+const PARTITION_QUEUE: usize = 512;
 
 /// How long a revocation waits for a revoked partition's in-flight handler before committing
 /// without it (its record is then redelivered to the new owner, which dedupes).

@@ -147,9 +147,10 @@ async fn slow_partition_pauses_and_metrics_account_for_every_record() {
     let metrics = store();
     let env = Env::start();
     let (topic, group) = env.topic_and_group(1, 0);
-    const N: usize = 60;
+    // More records than the per-partition buffer (512), so a blocked handler must pause the partition.
+    const N: usize = 700;
     for i in 0..N {
-        env.send(&topic, "scheme-1", &format!("r{i:02}"), vec![])
+        env.send(&topic, "scheme-1", &format!("r{i:03}"), vec![])
             .await;
     }
 
@@ -157,8 +158,8 @@ async fn slow_partition_pauses_and_metrics_account_for_every_record() {
     let g = gate.clone();
     let handler = Recorder::with(move |m| {
         let gate = g.clone();
-        let first = m.payload == b"r00";
-        let poison = m.payload == b"r07";
+        let first = m.payload == b"r000";
+        let poison = m.payload == b"r007";
         Box::pin(async move {
             if first {
                 let _ = gate.acquire().await.expect("gate");
@@ -175,14 +176,14 @@ async fn slow_partition_pauses_and_metrics_account_for_every_record() {
     let (stop, task) = env.spawn_consumer(settings, handler.clone());
 
     let lag_id = format!("nivesh_consumer_lag{{group={group},partition=0,topic={topic}}}");
-    handler.until("r00 started", |c| !c.is_empty()).await;
+    handler.until("r000 started", |c| !c.is_empty()).await;
     eventually("lag reported while blocked", || async {
         gauge(&metrics, &lag_id).is_some_and(|(now, _)| now > 0.0)
     })
     .await;
     assert_eq!(
         handler.payloads(),
-        vec!["r00"],
+        vec!["r000"],
         "nothing else runs while r00 blocks its partition"
     );
 
@@ -195,7 +196,7 @@ async fn slow_partition_pauses_and_metrics_account_for_every_record() {
     stop.cancel();
     task.await.expect("join").expect("consumer");
 
-    let expected: Vec<String> = (0..N).map(|i| format!("r{i:02}")).collect();
+    let expected: Vec<String> = (0..N).map(|i| format!("r{i:03}")).collect();
     assert_eq!(
         handler.payloads(),
         expected,
