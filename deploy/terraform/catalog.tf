@@ -10,9 +10,12 @@ locals {
     "nav.rejected"           = { partitions = 12, retention_ms = 604800000 }
     "nav.broadcast"          = { partitions = 12, retention_ms = 604800000 }
     "order.placed"           = { partitions = 24, retention_ms = 604800000 }
+    "payment.initiated"      = { partitions = 24, retention_ms = 604800000 }
     "payment.success"        = { partitions = 24, retention_ms = 604800000 }
     "payment.failed"         = { partitions = 24, retention_ms = 604800000 }
+    "payment.refunded"       = { partitions = 24, retention_ms = 604800000 }
     "transaction.completed"  = { partitions = 24, retention_ms = 604800000 }
+    "transaction.failed"     = { partitions = 24, retention_ms = 604800000 }
     "order.failed"           = { partitions = 24, retention_ms = 604800000 }
     "portfolio.updated"      = { partitions = 6, retention_ms = 604800000 }
     "notification.requested" = { partitions = 6, retention_ms = 604800000 }
@@ -33,6 +36,10 @@ locals {
     "order.retry.1"          = { partitions = 6, retention_ms = 604800000 }
     "order.retry.2"          = { partitions = 6, retention_ms = 604800000 }
     "order.dlq"              = { partitions = 6, retention_ms = 2592000000 }
+    "allotment.retry.0"      = { partitions = 6, retention_ms = 604800000 }
+    "allotment.retry.1"      = { partitions = 6, retention_ms = 604800000 }
+    "allotment.retry.2"      = { partitions = 6, retention_ms = 604800000 }
+    "allotment.dlq"          = { partitions = 6, retention_ms = 2592000000 }
     "portfolio.retry.0"      = { partitions = 6, retention_ms = 604800000 }
     "portfolio.retry.1"      = { partitions = 6, retention_ms = 604800000 }
     "portfolio.retry.2"      = { partitions = 6, retention_ms = 604800000 }
@@ -76,16 +83,31 @@ locals {
       event_ledger     = { key = "topic", default_ttl = -1 }
     }
     "order" = {
-      orders           = { key = "investor id", default_ttl = -1 }
-      idempotency_keys = { key = "investor id", default_ttl = 7 * local.day_seconds }
-      event_ledger     = { key = "topic", default_ttl = -1 }
+      # Orders, idempotency records (48 h TTL per document), SIPs, positions and unit locks.
+      orders = { key = "investor id", default_ttl = -1 }
+      # Order id / SIP id -> investor id (point reads by id stay single-partition).
+      order_locators = { key = "order id", default_ttl = -1 }
+      sip_locators   = { key = "sip id", default_ttl = -1 }
+      sip_index      = { key = "day of month", default_ttl = -1 }
+      schemes        = { key = "scheme code", default_ttl = -1 }
+      # Replay records of ops endpoints (SIP runs), 48 h TTL per document.
+      ops          = { key = "idempotency key", default_ttl = -1 }
+      event_ledger = { key = "topic", default_ttl = -1 }
     }
     "payment" = {
       payments     = { key = "investor id", default_ttl = -1 }
       event_ledger = { key = "topic", default_ttl = -1 }
     }
+    "allotment" = {
+      # Lots, allotment records, pending legs: the RTA unit ledger.
+      allotment      = { key = "investor id", default_ttl = -1 }
+      allotment_nav  = { key = "scheme code", default_ttl = -1 }
+      allotment_wait = { key = "scheme code", default_ttl = -1 }
+      event_ledger   = { key = "topic", default_ttl = -1 }
+    }
     "portfolio" = {
-      holdings     = { key = "investor id", default_ttl = -1 }
+      portfolio    = { key = "investor id", default_ttl = -1 }
+      scheme_nav   = { key = "scheme code", default_ttl = -1 }
       event_ledger = { key = "topic", default_ttl = -1 }
     }
     "notification" = {

@@ -152,6 +152,14 @@ pub const TOPICS: &[TopicSpec] = &[
         description: "An investor placed a purchase, redemption or SIP instalment order.",
     },
     TopicSpec {
+        name: "payment.initiated",
+        key: PartitionKey::InvestorId,
+        partitions: ORDER_FLOW_PARTITIONS,
+        retention_ms: RETENTION_7D_MS,
+        compacted: false,
+        description: "A payment was started at the gateway and awaits its webhook (PaymentInitiated).",
+    },
+    TopicSpec {
         name: "payment.success",
         key: PartitionKey::InvestorId,
         partitions: ORDER_FLOW_PARTITIONS,
@@ -168,12 +176,28 @@ pub const TOPICS: &[TopicSpec] = &[
         description: "The payment for an order failed or was declined.",
     },
     TopicSpec {
+        name: "payment.refunded",
+        key: PartitionKey::InvestorId,
+        partitions: ORDER_FLOW_PARTITIONS,
+        retention_ms: RETENTION_7D_MS,
+        compacted: false,
+        description: "Money taken for an order that then failed was returned (PaymentRefunded).",
+    },
+    TopicSpec {
         name: "transaction.completed",
         key: PartitionKey::InvestorId,
         partitions: ORDER_FLOW_PARTITIONS,
         retention_ms: RETENTION_7D_MS,
         compacted: false,
         description: "Units were allotted or redeemed at the applicable NAV; the order is done.",
+    },
+    TopicSpec {
+        name: "transaction.failed",
+        key: PartitionKey::InvestorId,
+        partitions: ORDER_FLOW_PARTITIONS,
+        retention_ms: RETENTION_7D_MS,
+        compacted: false,
+        description: "Allotment could not execute an order (no NAV within the limit, not enough units): TransactionFailed.",
     },
     TopicSpec {
         name: "order.failed",
@@ -241,18 +265,31 @@ pub const GROUPS: &[ConsumerGroupSpec] = &[
     ConsumerGroupSpec {
         group: "payment",
         service: "payment",
-        consumes: &["order.placed"],
+        // Purchases to collect; failed orders whose money must be refunded.
+        consumes: &["order.placed", "order.failed"],
         retry_delays: PAYMENT_RETRIES,
     },
     ConsumerGroupSpec {
         group: "order",
         service: "order",
+        // Every step of an order's timeline, plus NAVs for the scheme table and unit estimates.
         consumes: &[
+            "payment.initiated",
             "payment.success",
             "payment.failed",
+            "payment.refunded",
             "transaction.completed",
+            "transaction.failed",
+            "portfolio.updated",
             "nav.broadcast",
         ],
+        retry_delays: STANDARD_RETRIES,
+    },
+    ConsumerGroupSpec {
+        group: "allotment",
+        service: "allotment",
+        // Paid purchases and accepted redemptions/switches, priced by the published NAVs.
+        consumes: &["payment.success", "order.placed", "nav.broadcast"],
         retry_delays: STANDARD_RETRIES,
     },
     ConsumerGroupSpec {
@@ -267,6 +304,7 @@ pub const GROUPS: &[ConsumerGroupSpec] = &[
         consumes: &[
             "order.placed",
             "payment.failed",
+            "payment.refunded",
             "transaction.completed",
             "order.failed",
         ],
@@ -416,7 +454,7 @@ mod tests {
     fn group_lookup() {
         assert_eq!(
             group("payment").map(|g| g.consumes),
-            Some(&["order.placed"][..])
+            Some(&["order.placed", "order.failed"][..])
         );
         assert!(group("no-such-group").is_none());
         assert_eq!(retry_topic("order", 1), "order.retry.1");

@@ -88,6 +88,34 @@ impl Clock for SystemClock {
     }
 }
 
+/// The wall clock shifted by a fixed offset: a "business clock" for demos and end-to-end tests
+/// that replay a past business day (the fleet's `--business-date`) while time still flows.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock {
+    offset: TimeDelta,
+}
+
+impl OffsetClock {
+    pub fn new(offset: TimeDelta) -> Self {
+        OffsetClock { offset }
+    }
+
+    /// A clock that reads `start` now and advances in real time from there.
+    pub fn starting_at(start: DateTime<Utc>) -> Self {
+        OffsetClock::new(start - Utc::now())
+    }
+
+    pub fn offset(&self) -> TimeDelta {
+        self.offset
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset
+    }
+}
+
 /// A clock that only moves when told to; shared by reference (`&self` setters) so a test can
 /// advance it while services read it.
 #[derive(Debug)]

@@ -19,6 +19,9 @@
 //!   `Decimal`s subject to context precision. A scaled i64 is exact, fast and portable, and covers
 //!   every INR amount / NAV / unit count at its scale. Dates are Avro `date`, instants
 //!   `timestamp-micros` (UTC).
+//! - `order`: the investor transaction flow, [`OrderPlaced`] -> [`PaymentInitiated`] ->
+//!   [`PaymentSucceeded`] | [`PaymentFailed`] -> [`TransactionCompleted`] (with [`LotMovement`]s)
+//!   | [`TransactionFailed`] -> [`OrderFailed`] -> [`PaymentRefunded`]; and [`PortfolioUpdated`].
 //! - `catalog`: [`SchemaCatalog`], all versions of all schemas embedded at build time (`build.rs`
 //!   scans `schemas/avro`), indexed by name/version and by CRC-64-AVRO fingerprint;
 //!   [`SchemaCatalog::from_dir`] reads a directory instead (for `schema-check`).
@@ -45,6 +48,7 @@ mod decimal;
 mod error;
 mod meta;
 mod nav;
+mod order;
 mod registry;
 mod wire;
 
@@ -55,6 +59,10 @@ pub use decimal::WireDecimal;
 pub use error::{Error, Result};
 pub use meta::{Event, EventMeta, IST};
 pub use nav::{NavPublished, NavRejected, NavValidated, RawNavReceived};
+pub use order::{
+    LotMovement, OrderFailed, OrderPlaced, PaymentFailed, PaymentInitiated, PaymentRefunded,
+    PaymentSucceeded, PortfolioUpdated, TransactionCompleted, TransactionFailed, leg, order_kind,
+};
 pub use registry::SchemaRegistryClient;
 
 /// Kafka header: full record name of the payload (`nivesh.nav.RawNavReceived`), so routers,

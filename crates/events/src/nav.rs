@@ -90,7 +90,8 @@ pub struct NavRejected {
 }
 impl_event!(NavRejected, "nivesh.nav.NavRejected", v 1);
 
-/// A NAV now served to investors. Topic `nav.broadcast`, keyed by scheme code.
+/// A NAV now served to investors. Topic `nav.broadcast`, keyed by scheme code. Schema v2 added
+/// `scheme_type`; v1 events decode with it `None`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NavPublished {
     pub meta: EventMeta,
@@ -98,6 +99,8 @@ pub struct NavPublished {
     pub scheme_name: String,
     pub amc: Option<String>,
     pub category: Option<String>,
+    /// Since v2: `Open Ended Schemes`, `Close Ended Schemes`, `Interval Fund Schemes`.
+    pub scheme_type: Option<String>,
     #[serde(with = "crate::decimal::serde_decimal")]
     pub nav: Decimal,
     #[serde(with = "crate::wire::date")]
@@ -106,4 +109,4 @@ pub struct NavPublished {
     /// `NEW` or `CORRECTION`.
     pub change_kind: String,
 }
-impl_event!(NavPublished, "nivesh.nav.NavPublished", v 1);
+impl_event!(NavPublished, "nivesh.nav.NavPublished", v 2);

@@ -277,7 +277,7 @@ async fn registry_only_writer_schema_decodes_by_resolution() {
     );
     // Unknown to the catalog: the version comes from the stamped meta.schema_version.
     let (name, version, _) = consumer.decode_value(&bytes).await.unwrap();
-    assert_eq!((name.as_str(), version), (NavPublished::FULL_NAME, 1));
+    assert_eq!((name.as_str(), version), (NavPublished::FULL_NAME, 2));
 }
 
 /// The client returns the parsed schema for an id, and a 404 from the registry is an error with

@@ -57,6 +57,9 @@ pub struct Settings<T = EmptyConfig> {
     pub store: StoreSettings,
     pub redis: RedisSettings,
     pub telemetry: TelemetrySettings,
+    /// `[clock]`: the business clock (absent: the wall clock).
+    #[serde(default)]
+    pub clock: ClockSettings,
     /// The service's own section; absent means `T::default()`.
     #[serde(default)]
     pub service: T,
@@ -72,6 +75,7 @@ impl<T> Settings<T> {
             store: self.store.clone(),
             redis: self.redis.clone(),
             telemetry: self.telemetry.clone(),
+            clock: self.clock.clone(),
             service: EmptyConfig {},
         }
     }
@@ -258,6 +262,31 @@ impl RedisSettings {
 
     pub fn command_timeout(&self) -> Duration {
         Duration::from_millis(self.command_timeout_ms)
+    }
+}
+
+/// `[clock]`: what "now" is for business rules (cut-offs, NAV dates, SIP schedules).
+///
+/// Production leaves it at the wall clock. `offset_seconds` shifts it, so the local fleet and
+/// end-to-end tests can replay a past business day (the AMFI file of 2025-02-25) with time still
+/// flowing; every service of one fleet gets the same offset from the launcher.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClockSettings {
+    /// Seconds added to the wall clock (negative: the past).
+    pub offset_seconds: i64,
+}
+
+impl ClockSettings {
+    /// The clock services read "now" from.
+    pub fn clock(&self) -> std::sync::Arc<dyn nivesh_domain::time::Clock> {
+        if self.offset_seconds == 0 {
+            std::sync::Arc::new(nivesh_domain::time::SystemClock)
+        } else {
+            std::sync::Arc::new(nivesh_domain::time::OffsetClock::new(
+                chrono::TimeDelta::seconds(self.offset_seconds),
+            ))
+        }
     }
 }
 

@@ -399,6 +399,8 @@ pub async fn run_on(
     let mut server_done = false;
     loop {
         tokio::select! {
+            // Shutdown first: a task that ends because shutdown began is not a failure.
+            biased;
             _ = shutdown.cancelled() => break,
             served = &mut server => {
                 server_done = true;
@@ -412,6 +414,9 @@ pub async fn run_on(
                 break;
             }
             Some(joined) = tasks.join_next() => {
+                if shutdown.is_cancelled() {
+                    break;
+                }
                 match task_outcome(joined) {
                     None => continue,
                     Some(error) => {

@@ -12,7 +12,6 @@ pub mod validate;
 
 use std::sync::Arc;
 
-use nivesh_domain::time::SystemClock;
 use nivesh_runtime::config::Settings;
 use nivesh_runtime::service::{ServiceApp, connect, run as run_service};
 use serde::Deserialize;
@@ -32,7 +31,7 @@ pub async fn run(settings: Settings<Config>) -> nivesh_runtime::Result<()> {
         codec: ctx.codec.clone(),
         outbox_notify: ctx.outbox_notify.clone(),
         rules: settings.service.rules.clone(),
-        clock: Arc::new(SystemClock),
+        clock: settings.clock.clock(),
     };
     let app = ServiceApp::new().consumer(handler::GROUP, Arc::new(calculator));
     run_service(ctx, app).await

@@ -108,6 +108,7 @@ impl MessageHandler for Publisher {
             scheme_name: nav.scheme_name.clone(),
             amc: nav.amc.clone(),
             category: nav.category.clone(),
+            scheme_type: nav.scheme_type.clone(),
             nav: nav.nav,
             nav_date: nav.nav_date,
             anomaly: nav.anomaly,

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
 use crate::process::{Launch, LogMode, Managed, bin_dir, wait_http_ok};
@@ -32,6 +33,10 @@ pub struct FleetOptions {
     /// Extra environment per service name.
     pub service_env: HashMap<String, Vec<(String, String)>>,
     pub brokers: u32,
+    /// The business clock: "now" for every service is this instant at fleet start and moves in
+    /// real time from there (`[clock] offset_seconds`), so a past NAV day can be replayed.
+    /// `None`: the wall clock.
+    pub business_start: Option<DateTime<Utc>>,
 }
 
 impl FleetOptions {
@@ -48,6 +53,7 @@ impl FleetOptions {
             env: Vec::new(),
             service_env: HashMap::new(),
             brokers: 1,
+            business_start: None,
         }
     }
 }
@@ -112,12 +118,67 @@ pub struct Fleet {
     bootstrap: String,
     broker: Managed,
     services: BTreeMap<String, Running>,
+    /// Ports handed out before a service started (another process needed its address first).
+    reserved: BTreeMap<String, u16>,
+    /// Auxiliary processes that stand in for external systems (the payment gateway simulator).
+    aux: BTreeMap<String, Aux>,
+    /// The business clock's offset from the wall clock, when one is set.
+    clock_offset_secs: Option<i64>,
+}
+
+/// A process standing in for an external system.
+struct Aux {
+    process: Managed,
+    launch: Launch,
+    url: String,
+}
+
+const CLOCK_ENV: &str = "NIVESH__CLOCK__OFFSET_SECONDS";
+
+/// The payment gateway simulator's knobs (`nivesh-pg-sim`, tools/pg-sim).
+#[derive(Debug, Clone)]
+pub struct GatewaySim {
+    /// Time from creating a payment to its webhook.
+    pub latency_ms: u64,
+    /// Probability that an ordinary payment fails (VPA `failure@sim` always fails).
+    pub failure_rate: f64,
+    pub seed: u64,
+}
+
+impl Default for GatewaySim {
+    fn default() -> Self {
+        GatewaySim {
+            latency_ms: 300,
+            failure_rate: 0.0,
+            seed: 7,
+        }
+    }
 }
 
 impl Fleet {
     /// Start the dev broker (topics created from the catalog) and nothing else yet.
-    pub async fn start_broker(opts: FleetOptions) -> Result<Fleet> {
+    pub async fn start_broker(mut opts: FleetOptions) -> Result<Fleet> {
         std::fs::create_dir_all(&opts.data_dir)?;
+        let clock_offset_secs = opts.business_start.map(|start| {
+            // Fixed once for the fleet's life, so restarted services keep the same business time.
+            let offset = (start - Utc::now()).num_seconds();
+            opts.env.push((CLOCK_ENV.into(), offset.to_string()));
+            offset
+        });
+        // The seeded investor registry (KYC status, contacts) until onboarding owns investors.
+        if let Some(registry) = opts
+            .config_dir
+            .as_ref()
+            .map(|d| d.join("investors.json"))
+            .filter(|p| p.is_file())
+        {
+            for svc in ["order", "notification"] {
+                opts.service_env.entry(svc.into()).or_default().push((
+                    "NIVESH__SERVICE__INVESTOR_REGISTRY".into(),
+                    registry.display().to_string(),
+                ));
+            }
+        }
         let mut launch = Launch::new("dev-broker", opts.bin_dir.join("dev-broker"), &opts.log_dir);
         launch.log_mode = opts.log_mode;
         launch.args = vec!["--brokers".into(), opts.brokers.to_string()];
@@ -132,6 +193,9 @@ impl Fleet {
             bootstrap,
             broker,
             services: BTreeMap::new(),
+            reserved: BTreeMap::new(),
+            aux: BTreeMap::new(),
+            clock_offset_secs,
         })
     }
 
@@ -179,11 +243,7 @@ impl Fleet {
     /// Start one service and wait until its `/healthz` answers.
     pub async fn start(&mut self, name: &str) -> Result<String> {
         let spec = service(name).ok_or_else(|| anyhow!("unknown service {name}"))?;
-        let port = match self.services.get(name) {
-            Some(r) => r.port,
-            None if self.opts.fixed_ports => spec.port,
-            None => free_port(),
-        };
+        let port = self.port_for(name)?;
         let launch = self.launch_for(spec, port);
         let process = launch.spawn(None).await?;
         self.services.insert(
@@ -204,6 +264,156 @@ impl Fleet {
                 )
             })?;
         Ok(url)
+    }
+
+    /// The port `name` has or will get: lets another process (a webhook sender) learn a
+    /// service's address before the service starts.
+    pub fn port_for(&mut self, name: &str) -> Result<u16> {
+        let spec = service(name).ok_or_else(|| anyhow!("unknown service {name}"))?;
+        if let Some(r) = self.services.get(name) {
+            return Ok(r.port);
+        }
+        let fresh = if self.opts.fixed_ports {
+            spec.port
+        } else {
+            free_port()
+        };
+        Ok(*self.reserved.entry(name.to_string()).or_insert(fresh))
+    }
+
+    /// Start the payment gateway simulator with its webhooks aimed at the payment service (whose
+    /// port is reserved now) and configure payment to call it with the same HMAC secret. Call
+    /// before starting payment. Returns the simulator's base URL.
+    pub async fn start_gateway_sim(&mut self, sim: &GatewaySim) -> Result<String> {
+        let payment_port = self.port_for("payment")?;
+        let secret = format!("whsec_{}", uuid::Uuid::new_v4().simple());
+        let listen = if self.opts.fixed_ports {
+            "127.0.0.1:8190".to_string()
+        } else {
+            "127.0.0.1:0".to_string()
+        };
+        let mut launch = Launch::new(
+            "pg-sim",
+            self.opts.bin_dir.join("nivesh-pg-sim"),
+            &self.opts.log_dir,
+        );
+        launch.log_mode = self.opts.log_mode;
+        launch.args = vec![
+            "--listen".into(),
+            listen,
+            "--latency-ms".into(),
+            sim.latency_ms.to_string(),
+            "--failure-rate".into(),
+            sim.failure_rate.to_string(),
+            "--seed".into(),
+            sim.seed.to_string(),
+            "--webhook-url".into(),
+            format!("http://127.0.0.1:{payment_port}/v1/payments/webhook"),
+            "--clock-offset-secs".into(),
+            self.clock_offset_secs.unwrap_or(0).to_string(),
+        ];
+        launch = launch.env("PGSIM_WEBHOOK_SECRET", &secret);
+        let (tx, rx) = oneshot::channel();
+        let process = launch.spawn(Some(("PGSIM_ADDR=", tx))).await?;
+        let addr = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .context("the gateway simulator did not publish its address within 30s")?
+            .context("the gateway simulator exited before publishing its address")?;
+        // A restart (business-clock change) must come back on the same address.
+        if let Some(i) = launch.args.iter().position(|a| a == "--listen") {
+            launch.args[i + 1] = addr.clone();
+        }
+        let url = format!("http://{addr}");
+        self.add_service_env("payment", "NIVESH__SERVICE__GATEWAY__BASE_URL", &url);
+        self.add_service_env("payment", "NIVESH__SERVICE__WEBHOOK_SECRET", &secret);
+        self.aux.insert(
+            "pg-sim".into(),
+            Aux {
+                process,
+                launch,
+                url: url.clone(),
+            },
+        );
+        Ok(url)
+    }
+
+    /// The gateway simulator's base URL, when started.
+    pub fn gateway_url(&self) -> Option<&str> {
+        self.aux.get("pg-sim").map(|a| a.url.as_str())
+    }
+
+    /// Move the business clock to `at` (it runs on from there): every service and the gateway
+    /// simulator are stopped gracefully and started again with the new offset, on the same ports
+    /// and data. End-to-end tests use it to reach the next SIP date; nothing else changes.
+    pub async fn set_business_time(&mut self, at: DateTime<Utc>) -> Result<()> {
+        let offset = (at - Utc::now()).num_seconds();
+        self.clock_offset_secs = Some(offset);
+        self.opts.env.retain(|(k, _)| k != CLOCK_ENV);
+        self.opts.env.push((CLOCK_ENV.into(), offset.to_string()));
+        for r in self.services.values_mut() {
+            r.process.send_term();
+        }
+        for r in self.services.values_mut() {
+            r.process.wait_or_kill(Duration::from_secs(15)).await?;
+        }
+        if let Some(aux) = self.aux.get_mut("pg-sim") {
+            aux.process.terminate(Duration::from_secs(5)).await?;
+            if let Some(i) = aux
+                .launch
+                .args
+                .iter()
+                .position(|a| a == "--clock-offset-secs")
+            {
+                aux.launch.args[i + 1] = offset.to_string();
+            }
+            let (tx, rx) = oneshot::channel();
+            aux.process = aux.launch.spawn(Some(("PGSIM_ADDR=", tx))).await?;
+            tokio::time::timeout(Duration::from_secs(30), rx)
+                .await
+                .context("the gateway simulator did not come back within 30s")?
+                .context("the gateway simulator exited on restart")?;
+        }
+        let names: Vec<String> = self.services.keys().cloned().collect();
+        for name in names {
+            let spec = service(&name).ok_or_else(|| anyhow!("unknown service {name}"))?;
+            let port = self.services[&name].port;
+            let launch = self.launch_for(spec, port);
+            let r = self
+                .services
+                .get_mut(&name)
+                .ok_or_else(|| anyhow!("{name} vanished"))?;
+            r.launch = launch;
+            r.process = r.launch.spawn(None).await?;
+            wait_http_ok(
+                &format!("http://127.0.0.1:{port}/healthz"),
+                Duration::from_secs(60),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Everything: the gateway simulator, then every service.
+    pub async fn start_everything(&mut self, sim: &GatewaySim) -> Result<()> {
+        self.start_gateway_sim(sim).await?;
+        self.start_everything_but_gateway().await
+    }
+
+    /// Every service (the gateway simulator already started).
+    pub async fn start_everything_but_gateway(&mut self) -> Result<()> {
+        for name in Fleet::all_service_names() {
+            self.start(name).await?;
+        }
+        Ok(())
+    }
+
+    /// Add environment for one service (takes effect at its next start).
+    pub fn add_service_env(&mut self, name: &str, key: &str, value: impl Into<String>) {
+        self.opts
+            .service_env
+            .entry(name.to_string())
+            .or_default()
+            .push((key.to_string(), value.into()));
     }
 
     /// Start several services concurrently-ish (spawn all, then wait for each).
@@ -272,6 +482,9 @@ impl Fleet {
         }
         for r in self.services.values_mut() {
             r.process.wait_or_kill(Duration::from_secs(15)).await?;
+        }
+        for a in self.aux.values_mut() {
+            a.process.terminate(Duration::from_secs(5)).await?;
         }
         self.broker.terminate(Duration::from_secs(5)).await
     }

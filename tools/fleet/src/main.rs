@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use nivesh_fleet::fleet::{Fleet, FleetOptions, find_repo_root, redis_reachable};
+use nivesh_fleet::fleet::{Fleet, FleetOptions, GatewaySim, find_repo_root, redis_reachable};
 use nivesh_fleet::ingress;
 use nivesh_fleet::process::{LogMode, bin_dir};
 
@@ -39,6 +39,27 @@ enum Cmd {
         /// The AMFI NAV file the demo uploads.
         #[arg(long)]
         nav_file: Option<PathBuf>,
+        /// The business day the fleet runs on (YYYY-MM-DD, starting at 10:00 IST and moving in
+        /// real time), so orders allot against that day's NAVs; `today` for the wall clock. The
+        /// default matches the bundled AMFI file.
+        #[arg(long, default_value = "2025-02-25")]
+        business_date: String,
+        /// Payment gateway simulator: milliseconds from payment to webhook.
+        #[arg(long, default_value_t = 300)]
+        gateway_latency_ms: u64,
+        /// Payment gateway simulator: share of ordinary payments that fail (0..1).
+        #[arg(long, default_value_t = 0.0)]
+        gateway_failure_rate: f64,
+    },
+    /// Check a running fleet: every placed order terminal, no duplicate transaction, every
+    /// holding equal to the sum of its completed transactions. Exit code 1 on any finding.
+    Reconcile {
+        /// The dev broker's bootstrap address (printed by `nivesh up`).
+        #[arg(long, env = "NIVESH_BOOTSTRAP")]
+        bootstrap: String,
+        /// The public entry point.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        base: String,
     },
     /// Print the topic catalog (name, key, partitions, retention) as JSON.
     Topics,
@@ -66,10 +87,57 @@ async fn main() -> Result<()> {
             listen,
             no_demo,
             nav_file,
-        } => up(data_dir, fresh, redis_url, listen, no_demo, nav_file).await,
+            business_date,
+            gateway_latency_ms,
+            gateway_failure_rate,
+        } => {
+            let business_start = business_start(&business_date)?;
+            let sim = GatewaySim {
+                latency_ms: gateway_latency_ms,
+                failure_rate: gateway_failure_rate,
+                ..GatewaySim::default()
+            };
+            up(
+                data_dir,
+                fresh,
+                redis_url,
+                listen,
+                no_demo,
+                nav_file,
+                business_start,
+                sim,
+            )
+            .await
+        }
+        Cmd::Reconcile { bootstrap, base } => {
+            let report = nivesh_fleet::reconcile::reconcile(&bootstrap, &base).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if report.ok() {
+                println!("reconcile: OK");
+                Ok(())
+            } else {
+                bail!("reconcile: findings above")
+            }
+        }
     }
 }
 
+/// 10:00 IST on `date`, or `None` for `today` (the wall clock).
+fn business_start(date: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+    if date.eq_ignore_ascii_case("today") {
+        return Ok(None);
+    }
+    let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .with_context(|| format!("--business-date {date}: expected YYYY-MM-DD or today"))?;
+    let ist = chrono::FixedOffset::east_opt(5 * 3600 + 30 * 60).context("IST offset")?;
+    let at = day
+        .and_hms_opt(10, 0, 0)
+        .and_then(|t| t.and_local_timezone(ist).single())
+        .context("10:00 IST")?;
+    Ok(Some(at.with_timezone(&chrono::Utc)))
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn up(
     data_dir: PathBuf,
     fresh: bool,
@@ -77,6 +145,8 @@ async fn up(
     listen: String,
     no_demo: bool,
     nav_file: Option<PathBuf>,
+    business_start: Option<chrono::DateTime<chrono::Utc>>,
+    sim: GatewaySim,
 ) -> Result<()> {
     build_binaries_when_run_by_cargo()?;
     if fresh && data_dir.exists() {
@@ -112,15 +182,27 @@ async fn up(
         .into_iter()
         .collect(),
         brokers: 1,
+        business_start,
     };
     let mut fleet = Fleet::start_broker(opts).await?;
     println!(
-        "kafka (dev broker, librdkafka mock cluster): {}",
+        "kafka (dev broker, librdkafka mock cluster): {}  (NIVESH_BOOTSTRAP for `nivesh reconcile`)",
         fleet.bootstrap()
     );
-    for name in Fleet::all_service_names() {
-        fleet.start(name).await?;
+    match business_start {
+        Some(t) => println!(
+            "business clock: starts at {} IST",
+            t.with_timezone(&chrono::FixedOffset::east_opt(19800).context("IST")?)
+                .format("%Y-%m-%d %H:%M")
+        ),
+        None => println!("business clock: the wall clock"),
     }
+    let gateway = fleet.start_gateway_sim(&sim).await?;
+    println!(
+        "payment gateway simulator: {gateway} (latency {} ms, failure rate {}; VPA failure@sim always declines)",
+        sim.latency_ms, sim.failure_rate
+    );
+    fleet.start_everything_but_gateway().await?;
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -256,6 +338,78 @@ async fn demo(listen: &str, file: &std::path::Path) -> Result<()> {
     }
     println!(
         "demo: full file report at {base}/v1/nav/files/{file_id} ; live NAVs: curl -N {base}/v1/nav/stream"
+    );
+    order_demo(&client, &base).await
+}
+
+/// An investor's purchase through the whole flow: order -> payment (simulated gateway, signed
+/// webhook) -> allotment at the day's NAV -> portfolio -> notification.
+async fn order_demo(client: &reqwest::Client, base: &str) -> Result<()> {
+    let scheme = "118834"; // Mirae Asset Large & Midcap Fund - Direct Plan - Growth
+    let body = serde_json::json!({
+        "investorId": "INV0001", "kind": "PURCHASE", "schemeCode": scheme,
+        "amount": "10000.00", "paymentInstrument": "aarav@okaxis",
+    });
+    let key = format!("demo-{}", uuid::Uuid::now_v7().simple());
+    // The order service learns schemes from nav.broadcast; give it a moment after the NAV day.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let order = loop {
+        let resp = client
+            .post(format!("{base}/v1/orders"))
+            .header("Idempotency-Key", &key)
+            .json(&body)
+            .send()
+            .await?;
+        let status = resp.status();
+        let v: serde_json::Value = resp.json().await?;
+        if status.is_success() {
+            break v;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("POST /v1/orders answered {status}: {v}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let id = order["orderId"].as_str().context("orderId")?.to_string();
+    println!("\ndemo: POST /v1/orders (PURCHASE ₹10,000.00 of {scheme} for INV0001) -> order {id}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    let done = loop {
+        let v: serde_json::Value = client
+            .get(format!("{base}/v1/orders/{id}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let s = v["status"].as_str().unwrap_or_default().to_string();
+        if s != last {
+            println!("demo: order {id} is {s}");
+            last = s.clone();
+        }
+        if s == "COMPLETED" || s == "FAILED" {
+            break v;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("order {id} still {s} after 60s");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    println!(
+        "demo: GET /v1/orders/{id}:\n{}",
+        serde_json::to_string_pretty(&done)?
+    );
+    let portfolio: serde_json::Value = client
+        .get(format!("{base}/v1/investors/INV0001/portfolio"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    println!(
+        "demo: GET /v1/investors/INV0001/portfolio:\n{}",
+        serde_json::to_string_pretty(&portfolio)?
+    );
+    println!(
+        "demo: notifications at {base}/v1/investors/INV0001/notifications ; check everything with `nivesh reconcile`"
     );
     Ok(())
 }

@@ -27,6 +27,10 @@ pub const ROUTES: &[Route] = &[
         service: "order",
     },
     Route {
+        pattern: "/v1/sips",
+        service: "order",
+    },
+    Route {
         pattern: "/v1/investors/*/portfolio",
         service: "portfolio",
     },

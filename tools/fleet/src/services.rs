@@ -52,6 +52,11 @@ pub const SERVICES: &[ServiceSpec] = &[
         binary: "nivesh-genai-gateway",
         port: 8108,
     },
+    ServiceSpec {
+        name: "allotment",
+        binary: "nivesh-allotment",
+        port: 8109,
+    },
 ];
 
 pub fn service(name: &str) -> Option<&'static ServiceSpec> {

@@ -122,11 +122,12 @@ pub(crate) fn rejected() -> NavRejected {
 
 pub(crate) fn published() -> NavPublished {
     NavPublished {
-        meta: meta(NavPublished::FULL_NAME, 1, Some("x")),
+        meta: meta(NavPublished::FULL_NAME, 2, Some("x")),
         scheme_code: "119551".into(),
         scheme_name: "Aditya Birla Sun Life Banking & PSU Debt Fund".into(),
         amc: None,
         category: Some("Debt Scheme - Banking and PSU Fund".into()),
+        scheme_type: Some("Open Ended Schemes".into()),
         nav: dec("92233720368.54775807"),
         nav_date: date(2025, 2, 25),
         anomaly: false,

@@ -1,0 +1,115 @@
+//! The seeded investor registry (`config/investors.json`) until an onboarding service owns
+//! investors: who exists and whether their KYC is VERIFIED.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The KYC status an investor needs to place orders.
+pub const KYC_VERIFIED: &str = "VERIFIED";
+
+/// One investor as the registry file lists it. The PAN is kept as text and never logged.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Investor {
+    pub investor_id: String,
+    pub name: String,
+    pub pan: String,
+    pub kyc_status: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub mobile: Option<String>,
+}
+
+impl Investor {
+    pub fn kyc_verified(&self) -> bool {
+        self.kyc_status.eq_ignore_ascii_case(KYC_VERIFIED)
+    }
+}
+
+#[derive(Deserialize)]
+struct RegistryFile {
+    investors: Vec<Investor>,
+}
+
+/// Investors by id, loaded once at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct InvestorRegistry {
+    by_id: HashMap<String, Investor>,
+}
+
+impl InvestorRegistry {
+    /// Reads `{"investors": [{investorId, name, pan, kycStatus, email, mobile}]}`.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "cannot read the investor registry {} ([service] investor_registry): {e}",
+                path.display()
+            )
+        })?;
+        Self::from_json(&text).map_err(|e| format!("investor registry {}: {e}", path.display()))
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let file: RegistryFile =
+            serde_json::from_str(text).map_err(|e| format!("not a registry file: {e}"))?;
+        let mut by_id = HashMap::with_capacity(file.investors.len());
+        for inv in file.investors {
+            if let Err(e) = nivesh_domain::InvestorId::parse(&inv.investor_id) {
+                return Err(format!("bad investorId: {e}"));
+            }
+            let id = inv.investor_id.clone();
+            if by_id.insert(id.clone(), inv).is_some() {
+                return Err(format!("investor {id} is listed twice"));
+            }
+        }
+        Ok(InvestorRegistry { by_id })
+    }
+
+    pub fn get(&self, investor_id: &str) -> Option<&Investor> {
+        self.by_id.get(investor_id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The repository's seeded file loads, with verified and non-verified investors.
+    #[test]
+    fn loads_the_seeded_file() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/investors.json");
+        let reg = InvestorRegistry::load(&path).unwrap();
+        assert!(reg.len() >= 3);
+        assert!(reg.get("INV0001").unwrap().kyc_verified());
+        assert!(!reg.get("INV0099").unwrap().kyc_verified());
+        assert!(reg.get("NOPE").is_none());
+    }
+
+    /// Duplicates and malformed ids are refused with a reason.
+    #[test]
+    fn rejects_bad_files() {
+        let dup = r#"{"investors":[
+            {"investorId":"A1","name":"a","pan":"x","kycStatus":"VERIFIED"},
+            {"investorId":"A1","name":"b","pan":"y","kycStatus":"PENDING"}]}"#;
+        assert!(
+            InvestorRegistry::from_json(dup)
+                .unwrap_err()
+                .contains("twice")
+        );
+        let bad =
+            r#"{"investors":[{"investorId":"a b","name":"a","pan":"x","kycStatus":"VERIFIED"}]}"#;
+        assert!(InvestorRegistry::from_json(bad).is_err());
+        assert!(InvestorRegistry::from_json("[]").is_err());
+    }
+}

@@ -1,0 +1,384 @@
+//! Shared fixtures: the portfolio service running in-process on a real Kafka-protocol broker
+//! (DevBroker), the real Redis under a unique key prefix and the embedded store in a temp dir;
+//! event builders; a topic reader; HTTP helpers.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDate, NaiveTime, Utc};
+use nivesh_bus::devbroker::DevBroker;
+use nivesh_bus::{BusProducer, InboundMessage, OutgoingMessage};
+use nivesh_domain::time::FixedClock;
+use nivesh_events::{AvroCodec, Event, EventMeta, LotMovement, NavPublished, TransactionCompleted};
+use nivesh_portfolio::Config;
+use nivesh_runtime::config::{ConfigSources, load_from};
+use nivesh_runtime::service::{ServiceContext, run_on};
+use nivesh_store::{Cache, EmbeddedStore, RedisCache};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rust_decimal::Decimal;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Upper bound of every wait: tests finish in seconds or fail, never hang.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// The business date the tests value portfolios on.
+pub fn today() -> NaiveDate {
+    date("2025-02-25")
+}
+
+pub fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+pub fn date(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+/// A Redis cache under a fresh key prefix, plus the prefix.
+pub async fn redis_cache() -> (Arc<RedisCache>, String) {
+    let prefix = format!("{}:", nivesh_testkit::unique("portfolio-test"));
+    let cache = RedisCache::connect(&nivesh_testkit::redis_url(), &prefix)
+        .await
+        .expect("the real Redis at REDIS_URL (default 127.0.0.1:6379)");
+    (Arc::new(cache), prefix)
+}
+
+/// The service running in-process.
+pub struct Service {
+    pub broker: DevBroker,
+    pub bootstrap: String,
+    pub producer: BusProducer,
+    pub store: Arc<EmbeddedStore>,
+    pub cache: Arc<dyn Cache>,
+    pub base: String,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    handle: JoinHandle<nivesh_runtime::Result<()>>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Service {
+    /// Broker with the catalog's topics, store in a temp dir, Redis under a unique prefix.
+    pub async fn start() -> Service {
+        let (cache, _) = redis_cache().await;
+        Self::start_with_cache(cache).await
+    }
+
+    pub async fn start_with_cache(cache: Arc<dyn Cache>) -> Service {
+        let broker = tokio::task::spawn_blocking(|| DevBroker::start(1).expect("dev broker"))
+            .await
+            .unwrap();
+        let bootstrap = broker.bootstrap_servers();
+        let tmp = tempfile::tempdir().unwrap();
+        let vars: Vec<(String, String)> = vec![
+            ("NIVESH__KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap.clone()),
+            (
+                "NIVESH__STORE__DATA_DIR".into(),
+                tmp.path().display().to_string(),
+            ),
+            ("NIVESH__REDIS__URL".into(), String::new()),
+            ("NIVESH__TELEMETRY__LOG_LEVEL".into(), "warn".into()),
+            ("NIVESH__HTTP__SHUTDOWN_TIMEOUT_SECS".into(), "5".into()),
+        ];
+        let settings =
+            load_from::<Config>("portfolio", &ConfigSources::with_vars(vars)).expect("settings");
+        let kafka = settings.kafka.to_bus("portfolio").expect("kafka settings");
+        let store = Arc::new(
+            EmbeddedStore::open(settings.store.embedded_path("portfolio")).expect("store"),
+        );
+        let producer = BusProducer::new(&kafka).expect("producer");
+        let ctx = ServiceContext::new(
+            settings.common(),
+            store.clone(),
+            cache.clone(),
+            producer.clone(),
+            kafka,
+        );
+        let clock = Arc::new(FixedClock::at_ist(
+            today(),
+            NaiveTime::from_hms_opt(15, 0, 0).unwrap(),
+        ));
+        let app = nivesh_portfolio::app(&ctx, &settings.service, clock);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = ctx.shutdown.clone();
+        let handle = tokio::spawn(run_on(ctx, app, listener));
+        Service {
+            broker,
+            bootstrap,
+            producer,
+            store,
+            cache,
+            base,
+            http: reqwest::Client::new(),
+            shutdown,
+            handle,
+            _tmp: tmp,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let outcome = tokio::time::timeout(WAIT, self.handle)
+            .await
+            .expect("service stops")
+            .expect("no panic");
+        outcome.expect("service ran without error");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Publish an event as its producer would (Avro single-object, keyed).
+    pub async fn publish<E: Event>(&self, topic: &str, key: &str, event: &E) -> Vec<u8> {
+        let payload = AvroCodec::single_object().encode(event).await.unwrap();
+        self.publish_raw(topic, key, payload.clone()).await;
+        payload
+    }
+
+    pub async fn publish_raw(&self, topic: &str, key: &str, payload: Vec<u8>) {
+        self.producer
+            .send(OutgoingMessage {
+                topic: topic.into(),
+                key: key.into(),
+                payload,
+                headers: vec![],
+            })
+            .await
+            .expect("produce");
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let resp = self.get(path).await;
+        assert_eq!(resp.status(), 200, "GET {path}");
+        resp.json().await.unwrap()
+    }
+
+    /// Poll `GET path` until `done` holds for the JSON body (or fail after [`WAIT`]).
+    pub async fn wait_json(
+        &self,
+        path: &str,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let resp = self.get(path).await;
+            if resp.status() == 200 {
+                let v: serde_json::Value = resp.json().await.unwrap();
+                if done(&v) {
+                    return v;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out waiting for {what}: {v}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every record on `topic`, polling until `enough` holds (or fail after [`WAIT`]).
+    pub async fn read_until(
+        &self,
+        topic: &str,
+        enough: impl Fn(&[InboundMessage]) -> bool,
+    ) -> Vec<InboundMessage> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let all = read_all(&self.bootstrap, topic).await;
+            if enough(&all) {
+                return all;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out reading {topic}: {} records",
+                all.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Every record currently on `topic` (all partitions), from the beginning.
+pub async fn read_all(bootstrap: &str, topic: &str) -> Vec<InboundMessage> {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || read_all_blocking(&bootstrap, &topic))
+        .await
+        .unwrap()
+}
+
+fn read_all_blocking(bootstrap: &str, topic: &str) -> Vec<InboundMessage> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", nivesh_testkit::unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reader");
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut want: HashMap<i32, i64> = HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions().iter().map(|p| p.id()) {
+        let (lo, hi) = c
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .expect("watermarks");
+        if hi > lo {
+            tpl.add_partition_offset(topic, p, Offset::Offset(lo))
+                .unwrap();
+            want.insert(p, hi);
+        }
+    }
+    let mut out = Vec::new();
+    if want.is_empty() {
+        return out;
+    }
+    c.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !want.is_empty() {
+        assert!(Instant::now() < deadline, "timed out reading {topic}");
+        let Some(res) = c.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = res.expect("read");
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(InboundMessage {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().unwrap_or_default().to_vec(),
+            headers,
+            timestamp_ms: m.timestamp().to_millis(),
+            attempt: 1,
+        });
+        if want
+            .get(&m.partition())
+            .is_some_and(|hi| m.offset() + 1 >= *hi)
+        {
+            want.remove(&m.partition());
+        }
+    }
+    out
+}
+
+/// Decode every record (all must be `E`).
+pub async fn decode_all<E: Event>(msgs: &[InboundMessage]) -> Vec<E> {
+    let codec = AvroCodec::single_object();
+    let mut out = Vec::with_capacity(msgs.len());
+    for m in msgs {
+        out.push(codec.decode(&m.payload).await.expect("decodes"));
+    }
+    out
+}
+
+/// A purchase of `units` at `nav` on `on` for `gross` (stamp duty included), creating lot `id`.
+pub fn purchase(
+    investor: &str,
+    id: &str,
+    scheme: &str,
+    on: &str,
+    nav: &str,
+    units: &str,
+    gross: &str,
+) -> TransactionCompleted {
+    TransactionCompleted {
+        meta: EventMeta::new::<TransactionCompleted>("allotment", None),
+        transaction_id: id.into(),
+        order_id: format!("ord-{id}"),
+        investor_id: investor.into(),
+        folio: "FOLIO1".into(),
+        leg: "PURCHASE".into(),
+        order_kind: "PURCHASE".into(),
+        scheme_code: scheme.into(),
+        nav: d(nav),
+        nav_date: date(on),
+        gross_amount: d(gross),
+        stamp_duty: d("0.00"),
+        exit_load: d("0.00"),
+        net_amount: d(gross),
+        units: d(units),
+        balance_units: d(units),
+        lots: vec![LotMovement {
+            lot_id: id.into(),
+            units: d(units),
+            lot_nav_date: date(on),
+            lot_nav: d(nav),
+            cost: d(gross),
+            exit_load: d("0.00"),
+            days_held: 0,
+        }],
+        allotted_at: Utc::now(),
+        sip_id: None,
+        instalment_no: None,
+        linked_order_leg: None,
+    }
+}
+
+/// A redemption taking `lots` (lot id, units) at `nav` on `on`, paying out `net`.
+pub fn redemption(
+    investor: &str,
+    id: &str,
+    scheme: &str,
+    on: &str,
+    nav: &str,
+    net: &str,
+    lots: &[(&str, &str)],
+) -> TransactionCompleted {
+    let units: Decimal = lots.iter().map(|(_, u)| d(u)).sum();
+    let mut e = purchase(investor, id, scheme, on, nav, "1", net);
+    e.leg = "REDEMPTION".into();
+    e.order_kind = "REDEMPTION".into();
+    e.units = units;
+    e.balance_units = d("0");
+    e.lots = lots
+        .iter()
+        .map(|(l, u)| LotMovement {
+            lot_id: (*l).into(),
+            units: d(u),
+            lot_nav_date: date(on),
+            lot_nav: d(nav),
+            cost: d("0.00"),
+            exit_load: d("0.00"),
+            days_held: 1,
+        })
+        .collect();
+    e
+}
+
+/// A published NAV.
+pub fn nav_published(scheme: &str, nav: &str, on: &str, kind: &str) -> NavPublished {
+    NavPublished {
+        meta: EventMeta::new::<NavPublished>("nav-publisher", None),
+        scheme_code: scheme.into(),
+        scheme_name: format!("Test Fund {scheme} - Direct - Growth"),
+        amc: Some("Test Mutual Fund".into()),
+        category: Some("Equity Scheme - Large Cap Fund".into()),
+        scheme_type: Some("Open Ended Schemes".into()),
+        nav: d(nav),
+        nav_date: date(on),
+        anomaly: false,
+        change_kind: kind.into(),
+    }
+}
