@@ -3,11 +3,15 @@
 //! - [`redis_url`]: the real Redis tests talk to (`REDIS_URL`, default `redis://127.0.0.1:6379`).
 //! - [`unique`]: a collision-free name (key prefix, group id, data dir) so tests run in parallel.
 //! - [`amfi_file`]: the real AMFI NAVAll file in `../shared/data`, or `None` with a printed reason.
+//! - [`kafka`]: reading a topic of a real Kafka-protocol broker (to its end, or until a predicate
+//!   holds), decoding its events, producing raw bytes or an encoded event.
 //!
 //! Process-level helpers (broker, services, SIGKILL) live in `nivesh-fleet`, which the launcher
 //! also uses, so tests drive the fleet exactly as a developer does.
 
 use std::path::PathBuf;
+
+pub mod kafka;
 
 /// The Redis server integration tests use.
 pub fn redis_url() -> String {

@@ -13,16 +13,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use chrono::{NaiveDate, TimeZone, Utc};
 use nivesh_bus::devbroker::DevBroker;
-use nivesh_bus::{BusProducer, KafkaSettings, OutgoingMessage};
+use nivesh_bus::{BusProducer, KafkaSettings};
 use nivesh_events::{
     AvroCodec, Event, EventMeta, LotMovement, OrderPlaced, TransactionCompleted, leg, order_kind,
 };
 use nivesh_notification::Config;
 use nivesh_runtime::config::{ConfigSources, Settings, load_from};
 use nivesh_runtime::service::{connect, run_on};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use nivesh_testkit::kafka;
 use rust_decimal::Decimal;
 use serde_json::Value;
 use tokio::task::JoinHandle;
@@ -168,27 +166,11 @@ impl Harness {
     }
 
     async fn publish<E: Event>(&self, topic: &str, key: &str, event: &E) {
-        let payload = self.codec.encode(event).await.expect("encode");
-        self.publish_raw(topic, key, payload, self.codec.headers(event))
-            .await;
+        kafka::produce(&self.producer, &self.codec, topic, key, event, true).await;
     }
 
-    async fn publish_raw(
-        &self,
-        topic: &str,
-        key: &str,
-        payload: Vec<u8>,
-        headers: Vec<(String, Vec<u8>)>,
-    ) {
-        self.producer
-            .send(OutgoingMessage {
-                topic: topic.into(),
-                key: key.into(),
-                payload,
-                headers,
-            })
-            .await
-            .expect("produce");
+    async fn publish_raw(&self, topic: &str, key: &str, payload: Vec<u8>) {
+        kafka::produce_raw(&self.producer, topic, key, payload, Vec::new()).await;
     }
 
     async fn get(&self, path: &str) -> reqwest::Response {
@@ -622,13 +604,8 @@ async fn notifications_are_listed_newest_first() {
 async fn poison_message_goes_to_dlq() {
     let (_stub, sms_url) = start_stub(0).await;
     let h = Harness::start(&sms_url).await;
-    h.publish_raw(
-        "order.placed",
-        INVESTOR,
-        b"definitely not avro".to_vec(),
-        vec![],
-    )
-    .await;
+    h.publish_raw("order.placed", INVESTOR, b"definitely not avro".to_vec())
+        .await;
     let bad_investor = placed("bad id!", &order_id());
     h.publish("order.placed", INVESTOR, &bad_investor).await;
     let good = placed(INVESTOR, &order_id());
@@ -639,88 +616,31 @@ async fn poison_message_goes_to_dlq() {
     })
     .await;
 
+    // Read from the beginning until two records arrived (in partition order; the dead-letter
+    // topic keeps the original key, so one investor's records share a partition).
     let bootstrap = h.broker.bootstrap_servers();
-    let dead = tokio::task::spawn_blocking(move || read_topic(&bootstrap, "notification.dlq", 2))
-        .await
-        .unwrap();
+    let dead = tokio::task::spawn_blocking(move || {
+        kafka::read_until(&bootstrap, "notification.dlq", WAIT, |r| r.len() >= 2)
+    })
+    .await
+    .unwrap();
     assert_eq!(dead.len(), 2, "{dead:#?}");
     assert_eq!(dead[0].payload, b"definitely not avro");
     for r in &dead {
-        assert_eq!(r.header("nivesh-dlq-reason"), Some("permanent"), "{r:#?}");
-        assert_eq!(r.header("nivesh-original-topic"), Some("order.placed"));
+        assert_eq!(
+            r.header_str("nivesh-dlq-reason"),
+            Some("permanent"),
+            "{r:#?}"
+        );
+        assert_eq!(r.header_str("nivesh-original-topic"), Some("order.placed"));
     }
     assert!(
         dead[1]
-            .header("nivesh-error")
+            .header_str("nivesh-error")
             .is_some_and(|e| e.contains("investor")),
         "{:#?}",
         dead[1]
     );
     assert_eq!(h.emails().len(), 1, "only the good event was sent");
     h.stop().await;
-}
-
-#[derive(Debug)]
-struct Record {
-    payload: Vec<u8>,
-    headers: Vec<(String, String)>,
-}
-
-impl Record {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Read `topic` from the beginning until `want` records arrived (in partition order; the
-/// dead-letter topic keeps the original key, so one investor's records share a partition).
-fn read_topic(bootstrap: &str, topic: &str, want: usize) -> Vec<Record> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", nivesh_testkit::unique("reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("reader");
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let mut tpl = TopicPartitionList::new();
-    for p in md.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-            .unwrap();
-    }
-    c.assign(&tpl).expect("assign");
-    let deadline = Instant::now() + WAIT;
-    let mut out = Vec::new();
-    while out.len() < want {
-        assert!(
-            Instant::now() < deadline,
-            "timed out reading {topic}: {out:#?}"
-        );
-        let Some(m) = c.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let m = m.expect("read");
-        let headers = m
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_string(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push(Record {
-            payload: m.payload().unwrap_or_default().to_vec(),
-            headers,
-        });
-    }
-    out
 }

@@ -125,11 +125,11 @@ async fn nav_file_flows_across_processes() {
     let dead = &dlq[0];
     assert_eq!(dead.payload, b"\x00not avro at all");
     assert_eq!(
-        dead.header("nivesh-original-topic").as_deref(),
+        dead.header_str("nivesh-original-topic"),
         Some("nav.raw-feeds")
     );
-    assert!(dead.header("nivesh-original-offset").is_some());
-    let reason = dead.header("nivesh-dlq-reason").unwrap_or_default();
+    assert!(dead.header_str("nivesh-original-offset").is_some());
+    let reason = dead.header_str("nivesh-dlq-reason").unwrap_or_default();
     assert!(
         !reason.is_empty(),
         "a reason header explains the dead letter"
@@ -203,7 +203,7 @@ async fn consumer_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice() {
             e.scheme_code
         );
         assert_eq!(
-            m.header(HEADER_EVENT_ID).as_deref(),
+            m.header_str(HEADER_EVENT_ID),
             Some(e.meta.event_id.to_string().as_str())
         );
         ids_by_scheme

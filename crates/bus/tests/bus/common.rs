@@ -1,7 +1,6 @@
 //! Shared fixtures: a mock cluster per test, unique topics and groups, a recording handler and a
 //! reader that returns everything on a topic.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,11 +10,11 @@ use nivesh_bus::catalog::{dead_letter_topic, retry_topic};
 use nivesh_bus::devbroker::DevBroker;
 use nivesh_bus::{
     BusProducer, ConsumerSettings, HandlerError, InboundMessage, KafkaSettings, MessageHandler,
-    OutgoingMessage, run_consumer,
+    run_consumer,
 };
+use nivesh_testkit::kafka;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -78,15 +77,7 @@ impl Env {
         payload: &str,
         headers: Vec<(String, Vec<u8>)>,
     ) {
-        self.producer
-            .send(OutgoingMessage {
-                topic: topic.into(),
-                key: key.into(),
-                payload: payload.into(),
-                headers,
-            })
-            .await
-            .expect("send");
+        kafka::produce_raw(&self.producer, topic, key, payload.into(), headers).await;
     }
 
     pub fn spawn_consumer(
@@ -106,11 +97,7 @@ impl Env {
 
     /// Every record on `topic`, read from the beginning up to the current high watermarks.
     pub async fn read_all(&self, topic: &str) -> Vec<InboundMessage> {
-        let bootstrap = self.bootstrap.clone();
-        let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || read_all_blocking(&bootstrap, &topic))
-            .await
-            .expect("reader")
+        kafka::read_all(&self.bootstrap, topic, WAIT).await
     }
 
     /// Offsets committed by `group` on every partition of `topic` (`None`: nothing committed).
@@ -150,71 +137,6 @@ pub fn kafka(bootstrap: &str, client_id: &str) -> KafkaSettings {
     KafkaSettings::new(bootstrap, client_id)
         .with("session.timeout.ms", "6000")
         .with("heartbeat.interval.ms", "500")
-}
-
-fn read_all_blocking(bootstrap: &str, topic: &str) -> Vec<InboundMessage> {
-    // librdkafka's assign() needs a group id; the reader never joins or commits to it.
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", nivesh_testkit::unique("reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("reader");
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let partitions: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
-    assert!(!partitions.is_empty(), "topic {topic} has no partitions");
-    let mut want: HashMap<i32, i64> = HashMap::new();
-    let mut tpl = TopicPartitionList::new();
-    for p in partitions {
-        let (lo, hi) = c
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .expect("watermarks");
-        if hi > lo {
-            tpl.add_partition_offset(topic, p, Offset::Offset(lo))
-                .expect("tpl");
-            want.insert(p, hi);
-        }
-    }
-    let mut out = Vec::new();
-    if want.is_empty() {
-        return out;
-    }
-    c.assign(&tpl).expect("assign");
-    let deadline = Instant::now() + WAIT;
-    while !want.is_empty() {
-        assert!(Instant::now() < deadline, "timed out reading {topic}");
-        let Some(res) = c.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let m = res.expect("read");
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push(InboundMessage {
-            topic: m.topic().to_owned(),
-            partition: m.partition(),
-            offset: m.offset(),
-            key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().unwrap_or_default().to_vec(),
-            headers,
-            timestamp_ms: m.timestamp().to_millis(),
-            attempt: 1,
-        });
-        if want
-            .get(&m.partition())
-            .is_some_and(|hi| m.offset() + 1 >= *hi)
-        {
-            want.remove(&m.partition());
-        }
-    }
-    out
 }
 
 /// One handler call as seen by the handler.

@@ -5,14 +5,13 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use nivesh_allotment::Config;
 use nivesh_bus::devbroker::DevBroker;
-use nivesh_bus::{BusProducer, KafkaSettings, OutgoingMessage};
+use nivesh_bus::{BusProducer, InboundMessage, KafkaSettings};
 use nivesh_domain::time::{Clock, FixedClock, ist_datetime};
 use nivesh_events::{
     AvroCodec, Event, EventMeta, NavPublished, OrderPlaced, PaymentSucceeded, order_kind,
@@ -20,9 +19,7 @@ use nivesh_events::{
 use nivesh_runtime::config::{ConfigSources, load_from};
 use nivesh_runtime::service::{ServiceContext, run_on};
 use nivesh_store::{EmbeddedStore, MemoryCache};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use nivesh_testkit::kafka;
 use rust_decimal::Decimal;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -146,20 +143,11 @@ impl Service {
     }
 
     pub async fn send_raw(&self, topic: &str, key: &str, payload: Vec<u8>) {
-        self.producer
-            .send(OutgoingMessage {
-                topic: topic.into(),
-                key: key.into(),
-                payload,
-                headers: Vec::new(),
-            })
-            .await
-            .expect("produce");
+        kafka::produce_raw(&self.producer, topic, key, payload, Vec::new()).await;
     }
 
     pub async fn send<E: Event>(&self, topic: &str, key: &str, event: &E) {
-        let payload = self.codec.encode(event).await.expect("encode");
-        self.send_raw(topic, key, payload).await;
+        kafka::produce(&self.producer, &self.codec, topic, key, event, false).await;
     }
 
     pub async fn publish_nav(&self, nav: &NavPublished) {
@@ -215,12 +203,7 @@ impl Service {
 
     /// Every record on `topic` so far, decoded as `E`.
     pub async fn read<E: Event>(&self, topic: &str) -> Vec<E> {
-        let raw = read_all(&self.bootstrap, topic).await;
-        let mut out = Vec::with_capacity(raw.len());
-        for r in raw {
-            out.push(self.codec.decode::<E>(&r.payload).await.expect("decode"));
-        }
-        out
+        kafka::decode_all(&self.codec, &read_all(&self.bootstrap, topic).await).await
     }
 
     /// Waits until the events on `topic` satisfy `pred`, then returns them all.
@@ -246,82 +229,9 @@ impl Service {
     }
 }
 
-/// A record as read back from a topic.
-#[derive(Debug, Clone)]
-pub struct Raw {
-    pub payload: Vec<u8>,
-    pub key: Option<String>,
-    pub headers: HashMap<String, String>,
-}
-
 /// Every record on `topic` (all partitions) up to the high watermarks as of now.
-pub async fn read_all(bootstrap: &str, topic: &str) -> Vec<Raw> {
-    let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
-    tokio::task::spawn_blocking(move || read_all_blocking(&bootstrap, &topic))
-        .await
-        .expect("reader task")
-}
-
-fn read_all_blocking(bootstrap: &str, topic: &str) -> Vec<Raw> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", nivesh_testkit::unique("reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("reader");
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let mut want: HashMap<i32, i64> = HashMap::new();
-    let mut tpl = TopicPartitionList::new();
-    for p in md.topics()[0].partitions() {
-        let (lo, hi) = c
-            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-            .expect("watermarks");
-        if hi > lo {
-            tpl.add_partition_offset(topic, p.id(), Offset::Offset(lo))
-                .expect("tpl");
-            want.insert(p.id(), hi);
-        }
-    }
-    let mut out = Vec::new();
-    if want.is_empty() {
-        return out;
-    }
-    c.assign(&tpl).expect("assign");
-    let deadline = Instant::now() + WAIT;
-    while !want.is_empty() {
-        assert!(Instant::now() < deadline, "timed out reading {topic}");
-        let Some(res) = c.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let m = res.expect("read");
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_owned(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push(Raw {
-            payload: m.payload().unwrap_or_default().to_vec(),
-            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-            headers,
-        });
-        if want
-            .get(&m.partition())
-            .is_some_and(|hi| m.offset() + 1 >= *hi)
-        {
-            want.remove(&m.partition());
-        }
-    }
-    out
+pub async fn read_all(bootstrap: &str, topic: &str) -> Vec<InboundMessage> {
+    kafka::read_all(bootstrap, topic, WAIT).await
 }
 
 // ---- event builders -------------------------------------------------------------------------

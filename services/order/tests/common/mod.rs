@@ -4,21 +4,18 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, NaiveTime, TimeDelta, Utc};
 use nivesh_bus::devbroker::DevBroker;
-use nivesh_bus::{BusProducer, InboundMessage, KafkaSettings, OutgoingMessage};
+use nivesh_bus::{BusProducer, InboundMessage, KafkaSettings};
 use nivesh_domain::time::FixedClock;
 use nivesh_events::{AvroCodec, Event, EventMeta, NavPublished};
 use nivesh_runtime::config::{ConfigSources, load_from};
 use nivesh_runtime::service::{connect, run_on};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use nivesh_testkit::kafka;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use rust_decimal::Decimal;
@@ -138,16 +135,7 @@ impl Svc {
 
     /// Publishes one event as its producer would (Avro, keyed as the catalog says).
     pub async fn produce<E: Event>(&self, topic: &str, key: &str, event: &E) {
-        let payload = self.codec.encode(event).await.expect("encode");
-        self.producer
-            .send(OutgoingMessage {
-                topic: topic.into(),
-                key: key.into(),
-                payload,
-                headers: vec![],
-            })
-            .await
-            .expect("produce");
+        kafka::produce(&self.producer, &self.codec, topic, key, event, false).await;
     }
 
     /// Three schemes on nav.broadcast; waits until the order service knows all of them.
@@ -247,22 +235,13 @@ impl Svc {
 
     /// Every record on `topic` right now.
     pub async fn read(&self, topic: &str) -> Vec<InboundMessage> {
-        let (bootstrap, topic) = (self.bootstrap.clone(), topic.to_string());
-        tokio::task::spawn_blocking(move || read_all_blocking(&bootstrap, &topic))
-            .await
-            .unwrap()
+        kafka::read_all(&self.bootstrap, topic, WAIT).await
     }
 
     /// The events of type `E` on `topic` that satisfy `keep`.
     pub async fn events<E: Event>(&self, topic: &str, keep: impl Fn(&E) -> bool) -> Vec<E> {
-        let mut out = Vec::new();
-        for m in self.read(topic).await {
-            let e: E = self.codec.decode(&m.payload).await.expect("decode");
-            if keep(&e) {
-                out.push(e);
-            }
-        }
-        out
+        let all: Vec<E> = kafka::decode_all(&self.codec, &self.read(topic).await).await;
+        all.into_iter().filter(|e| keep(e)).collect()
     }
 
     /// Waits until `topic` holds at least `n` events matching `keep`, then returns them all.
@@ -350,67 +329,4 @@ where
 
 pub fn meta<E: Event>(producer: &str) -> EventMeta {
     EventMeta::new::<E>(producer, None)
-}
-
-fn read_all_blocking(bootstrap: &str, topic: &str) -> Vec<InboundMessage> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", nivesh_testkit::unique("reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("reader");
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let partitions: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
-    let mut want: HashMap<i32, i64> = HashMap::new();
-    let mut tpl = TopicPartitionList::new();
-    for p in partitions {
-        let (lo, hi) = c
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .expect("watermarks");
-        if hi > lo {
-            tpl.add_partition_offset(topic, p, Offset::Offset(lo))
-                .unwrap();
-            want.insert(p, hi);
-        }
-    }
-    let mut out = Vec::new();
-    if want.is_empty() {
-        return out;
-    }
-    c.assign(&tpl).expect("assign");
-    let deadline = Instant::now() + WAIT;
-    while !want.is_empty() {
-        assert!(Instant::now() < deadline, "timed out reading {topic}");
-        let Some(res) = c.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let m = res.expect("read");
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push(InboundMessage {
-            topic: m.topic().to_owned(),
-            partition: m.partition(),
-            offset: m.offset(),
-            key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().unwrap_or_default().to_vec(),
-            headers,
-            timestamp_ms: m.timestamp().to_millis(),
-            attempt: 1,
-        });
-        if want
-            .get(&m.partition())
-            .is_some_and(|hi| m.offset() + 1 >= *hi)
-        {
-            want.remove(&m.partition());
-        }
-    }
-    out
 }

@@ -7,18 +7,17 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use futures::future::BoxFuture;
 use nivesh_bus::devbroker::DevBroker;
-use nivesh_bus::{BusProducer, KafkaSettings, OutgoingMessage};
+use nivesh_bus::{BusProducer, KafkaSettings};
 use nivesh_events::{AvroCodec, Event, EventMeta, OrderFailed, OrderPlaced, order_kind};
 use nivesh_payment::config::GatewayConfig;
 use nivesh_pg_sim::{Sim, SimConfig};
 use nivesh_runtime::config::{ConfigSources, load_from};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use nivesh_testkit::kafka;
 use rust_decimal::Decimal;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -165,9 +164,7 @@ impl Harness {
 
     /// Publish an event as its producer would (keyed by investor id).
     pub async fn publish<E: Event>(&self, topic: &str, key: &str, event: &E) {
-        let payload = self.codec.encode(event).await.expect("encode");
-        self.publish_raw(topic, key, payload, self.codec.headers(event))
-            .await;
+        kafka::produce(&self.producer, &self.codec, topic, key, event, true).await;
     }
 
     pub async fn publish_raw(
@@ -177,15 +174,7 @@ impl Harness {
         payload: Vec<u8>,
         headers: Vec<(String, Vec<u8>)>,
     ) {
-        self.producer
-            .send(OutgoingMessage {
-                topic: topic.into(),
-                key: key.into(),
-                payload,
-                headers,
-            })
-            .await
-            .expect("publish");
+        kafka::produce_raw(&self.producer, topic, key, payload, headers).await;
     }
 
     /// Read `topic` from the beginning until `done` holds for the events read (or [`WAIT`]).
@@ -194,91 +183,13 @@ impl Harness {
         E: Event + Clone,
         F: Fn(&[E]) -> bool + Send + 'static,
     {
-        let (bootstrap, topic, codec) = (
-            self.bootstrap.clone(),
-            topic.to_string(),
-            self.codec.clone(),
-        );
-        let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            let consumer = reader(&bootstrap, &topic);
-            let deadline = Instant::now() + WAIT;
-            let mut out: Vec<E> = Vec::new();
-            while Instant::now() < deadline && !done(&out) {
-                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                    let payload = m.payload().unwrap_or_default().to_vec();
-                    match handle.block_on(codec.decode::<E>(&payload)) {
-                        Ok(e) => out.push(e),
-                        Err(e) => panic!("undecodable record on {topic}: {e}"),
-                    }
-                }
-            }
-            out
-        })
-        .await
-        .expect("reader task")
+        kafka::events_until(&self.bootstrap, topic, &self.codec, WAIT, done).await
     }
 
     /// Everything on `topic` as of now (each partition read to its high watermark).
     pub async fn read_all<E: Event>(&self, topic: &str) -> Vec<E> {
-        let (bootstrap, topic, codec) = (
-            self.bootstrap.clone(),
-            topic.to_string(),
-            self.codec.clone(),
-        );
-        let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .set("group.id", nivesh_testkit::unique("payment-test-reader"))
-                .set("enable.auto.commit", "false")
-                .create()
-                .expect("reader");
-            let md = consumer
-                .fetch_metadata(Some(&topic), Duration::from_secs(10))
-                .expect("metadata");
-            let mut remaining = std::collections::HashMap::new();
-            let mut tpl = TopicPartitionList::new();
-            for p in md.topics()[0].partitions() {
-                let (low, high) = consumer
-                    .fetch_watermarks(&topic, p.id(), Duration::from_secs(10))
-                    .expect("watermarks");
-                if high > low {
-                    tpl.add_partition_offset(&topic, p.id(), Offset::Offset(low))
-                        .expect("partition");
-                    remaining.insert(p.id(), high);
-                }
-            }
-            let mut out = Vec::new();
-            if remaining.is_empty() {
-                return out;
-            }
-            consumer.assign(&tpl).expect("assign");
-            let deadline = Instant::now() + WAIT;
-            while !remaining.is_empty() {
-                assert!(
-                    Instant::now() < deadline,
-                    "could not read {topic} to its end"
-                );
-                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                    if remaining
-                        .get(&m.partition())
-                        .is_some_and(|h| m.offset() + 1 >= *h)
-                    {
-                        remaining.remove(&m.partition());
-                    }
-                    let payload = m.payload().unwrap_or_default().to_vec();
-                    out.push(
-                        handle
-                            .block_on(codec.decode::<E>(&payload))
-                            .expect("decodable"),
-                    );
-                }
-            }
-            out
-        })
-        .await
-        .expect("reader task")
+        let msgs = kafka::read_all(&self.bootstrap, topic, WAIT).await;
+        kafka::decode_all(&self.codec, &msgs).await
     }
 
     /// Every event on `topic` for `order_id` once `done` holds for them.
@@ -372,25 +283,6 @@ impl Drop for Harness {
             std::mem::forget(self.broker.take());
         }
     }
-}
-
-fn reader(bootstrap: &str, topic: &str) -> BaseConsumer {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", nivesh_testkit::unique("payment-test-reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("reader");
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let mut tpl = TopicPartitionList::new();
-    for p in md.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-            .expect("partition");
-    }
-    consumer.assign(&tpl).expect("assign");
-    consumer
 }
 
 /// The simulator on 127.0.0.1:0; returns its base URL.

@@ -4,23 +4,20 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, NaiveTime, Utc};
 use nivesh_bus::devbroker::DevBroker;
-use nivesh_bus::{BusProducer, InboundMessage, OutgoingMessage};
+use nivesh_bus::{BusProducer, InboundMessage};
 use nivesh_domain::time::FixedClock;
 use nivesh_events::{AvroCodec, Event, EventMeta, LotMovement, NavPublished, TransactionCompleted};
 use nivesh_portfolio::Config;
 use nivesh_runtime::config::{ConfigSources, load_from};
 use nivesh_runtime::service::{ServiceContext, run_on};
 use nivesh_store::{Cache, EmbeddedStore, RedisCache};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use nivesh_testkit::kafka;
 use rust_decimal::Decimal;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -140,21 +137,12 @@ impl Service {
 
     /// Publish an event as its producer would (Avro single-object, keyed).
     pub async fn publish<E: Event>(&self, topic: &str, key: &str, event: &E) -> Vec<u8> {
-        let payload = AvroCodec::single_object().encode(event).await.unwrap();
-        self.publish_raw(topic, key, payload.clone()).await;
-        payload
+        let codec = AvroCodec::single_object();
+        kafka::produce(&self.producer, &codec, topic, key, event, false).await
     }
 
     pub async fn publish_raw(&self, topic: &str, key: &str, payload: Vec<u8>) {
-        self.producer
-            .send(OutgoingMessage {
-                topic: topic.into(),
-                key: key.into(),
-                payload,
-                headers: vec![],
-            })
-            .await
-            .expect("produce");
+        kafka::produce_raw(&self.producer, topic, key, payload, Vec::new()).await;
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -215,82 +203,12 @@ impl Service {
 
 /// Every record currently on `topic` (all partitions), from the beginning.
 pub async fn read_all(bootstrap: &str, topic: &str) -> Vec<InboundMessage> {
-    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || read_all_blocking(&bootstrap, &topic))
-        .await
-        .unwrap()
-}
-
-fn read_all_blocking(bootstrap: &str, topic: &str) -> Vec<InboundMessage> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", nivesh_testkit::unique("reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("reader");
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let mut want: HashMap<i32, i64> = HashMap::new();
-    let mut tpl = TopicPartitionList::new();
-    for p in md.topics()[0].partitions().iter().map(|p| p.id()) {
-        let (lo, hi) = c
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .expect("watermarks");
-        if hi > lo {
-            tpl.add_partition_offset(topic, p, Offset::Offset(lo))
-                .unwrap();
-            want.insert(p, hi);
-        }
-    }
-    let mut out = Vec::new();
-    if want.is_empty() {
-        return out;
-    }
-    c.assign(&tpl).expect("assign");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !want.is_empty() {
-        assert!(Instant::now() < deadline, "timed out reading {topic}");
-        let Some(res) = c.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let m = res.expect("read");
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push(InboundMessage {
-            topic: m.topic().to_owned(),
-            partition: m.partition(),
-            offset: m.offset(),
-            key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().unwrap_or_default().to_vec(),
-            headers,
-            timestamp_ms: m.timestamp().to_millis(),
-            attempt: 1,
-        });
-        if want
-            .get(&m.partition())
-            .is_some_and(|hi| m.offset() + 1 >= *hi)
-        {
-            want.remove(&m.partition());
-        }
-    }
-    out
+    kafka::read_all(bootstrap, topic, Duration::from_secs(30)).await
 }
 
 /// Decode every record (all must be `E`).
 pub async fn decode_all<E: Event>(msgs: &[InboundMessage]) -> Vec<E> {
-    let codec = AvroCodec::single_object();
-    let mut out = Vec::with_capacity(msgs.len());
-    for m in msgs {
-        out.push(codec.decode(&m.payload).await.expect("decodes"));
-    }
-    out
+    kafka::decode_all(&AvroCodec::single_object(), msgs).await
 }
 
 /// A purchase of `units` at `nav` on `on` for `gross` (stamp duty included), creating lot `id`.

@@ -4,14 +4,11 @@
 
 pub mod txn;
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nivesh_events::{AvroCodec, Event};
 use nivesh_fleet::fleet::{Fleet, FleetOptions};
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 /// A fleet with its broker started, its data in a fresh temp dir, caches in the real Redis under a
@@ -48,121 +45,27 @@ pub fn amfi_file(n: usize, date: &str) -> (String, Vec<(String, String)>) {
     (body, expected)
 }
 
+pub use nivesh_testkit::kafka::InboundMessage;
+
 /// Every message on `topic` (all partitions) from the beginning, read until `until` says enough
 /// or `timeout` passes.
 pub fn read_topic(
     bootstrap: &str,
     topic: &str,
     timeout: Duration,
-    until: impl Fn(&[OwnedMsg]) -> bool,
-) -> Vec<OwnedMsg> {
-    let consumer = reader(bootstrap, topic);
-    let deadline = Instant::now() + timeout;
-    let mut out = Vec::new();
-    while Instant::now() < deadline && !until(&out) {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            out.push(owned(&m));
-        }
-    }
-    out
+    until: impl Fn(&[InboundMessage]) -> bool,
+) -> Vec<InboundMessage> {
+    nivesh_testkit::kafka::read_until(bootstrap, topic, timeout, until)
 }
 
 /// Everything on `topic` up to the end as of now (each partition read to its high watermark).
-pub fn read_topic_to_end(bootstrap: &str, topic: &str, timeout: Duration) -> Vec<OwnedMsg> {
-    let consumer = reader(bootstrap, topic);
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let partitions: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
-    let mut remaining: HashMap<i32, i64> = HashMap::new();
-    for p in &partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, *p, Duration::from_secs(10))
-            .expect("watermarks");
-        if high > low {
-            remaining.insert(*p, high);
-        }
-    }
-    let deadline = Instant::now() + timeout;
-    let mut out = Vec::new();
-    while !remaining.is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "could not read {topic} to its end; partitions left: {remaining:?}"
-        );
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            if remaining
-                .get(&m.partition())
-                .is_some_and(|high| m.offset() + 1 >= *high)
-            {
-                remaining.remove(&m.partition());
-            }
-            out.push(owned(&m));
-        }
-    }
-    out
-}
-
-fn reader(bootstrap: &str, topic: &str) -> BaseConsumer {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", nivesh_testkit::unique("e2e-reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    consumer
-}
-
-fn owned(m: &rdkafka::message::BorrowedMessage<'_>) -> OwnedMsg {
-    let headers = m
-        .headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
-                .collect()
-        })
-        .unwrap_or_default();
-    OwnedMsg {
-        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-        payload: m.payload().unwrap_or_default().to_vec(),
-        headers,
-        partition: m.partition(),
-        offset: m.offset(),
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct OwnedMsg {
-    pub key: Option<String>,
-    pub payload: Vec<u8>,
-    pub headers: HashMap<String, Vec<u8>>,
-    pub partition: i32,
-    pub offset: i64,
-}
-
-impl OwnedMsg {
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    }
+pub fn read_topic_to_end(bootstrap: &str, topic: &str, timeout: Duration) -> Vec<InboundMessage> {
+    nivesh_testkit::kafka::read_to_end(bootstrap, topic, timeout)
 }
 
 /// Decode a whole topic's worth of events of one type.
-pub async fn decode_all<E: Event>(msgs: &[OwnedMsg]) -> Vec<E> {
-    let codec = AvroCodec::single_object();
-    let mut out = Vec::with_capacity(msgs.len());
-    for m in msgs {
-        out.push(
-            codec
-                .decode::<E>(&m.payload)
-                .await
-                .expect("decodable event"),
-        );
-    }
-    out
+pub async fn decode_all<E: Event>(msgs: &[InboundMessage]) -> Vec<E> {
+    nivesh_testkit::kafka::decode_all(&AvroCodec::single_object(), msgs).await
 }
 
 /// Produce raw bytes to a topic (for poison messages).
