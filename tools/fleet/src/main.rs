@@ -254,6 +254,9 @@ fn build_binaries_when_run_by_cargo() -> Result<()> {
     let release = bin_dir().file_name().is_some_and(|n| n == "release");
     let mut cmd = std::process::Command::new(cargo);
     cmd.args(["build", "--workspace", "--bins"]);
+    if let Some(root) = find_repo_root() {
+        cmd.current_dir(root);
+    }
     if release {
         cmd.arg("--release");
     }
