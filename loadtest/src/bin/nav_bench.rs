@@ -78,7 +78,7 @@ fn main() -> Result<()> {
     let report = serde_json::json!({
         "benchmark": "nav-bench",
         "when": chrono::Utc::now(),
-        "machine": machine(),
+        "machine": nivesh_loadtest::machine(),
         "file": file.display().to_string(),
         "rows": stats.rows, "navs": stats.navs, "rejected": stats.rejected, "distinct_schemes": expected.len(),
         "baseline_parse_only": { "best_ms": parse_best.as_secs_f64() * 1000.0, "rows_per_s": parse_rows_per_s },
@@ -205,28 +205,4 @@ async fn pipeline_run(bytes: &[u8], expected: &HashMap<String, String>) -> Resul
         api_ms: api.as_secs_f64() * 1000.0,
         schemes: expected.len(),
     })
-}
-
-fn machine() -> serde_json::Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let mem_kb = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .next()
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .unwrap_or(0);
-    serde_json::json!({ "cpu": cpu, "cores": cores, "memory_gib": mem_kb / 1024 / 1024 })
 }

@@ -417,7 +417,7 @@ async fn bench(fleet: &Fleet, args: &Args, file: &std::path::Path) -> Result<Val
     Ok(json!({
         "benchmark": "order-bench",
         "when": Utc::now(),
-        "machine": machine(),
+        "machine": nivesh_loadtest::machine(),
         "orders": args.orders,
         "clients": args.clients,
         "gateway_sim": { "latency_ms": args.latency_ms, "failure_rate": 0.0, "seed": args.seed },
@@ -698,34 +698,4 @@ fn clock_ticks_per_s() -> f64 {
         .ok()
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
         .unwrap_or(100.0)
-}
-
-fn machine() -> Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let mem_kb = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .next()
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .unwrap_or(0);
-    let rustc = std::process::Command::new("rustc")
-        .arg("--version")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    json!({ "cpu": cpu, "cores": cores, "memory_gib": mem_kb / 1024 / 1024, "rustc": rustc })
 }
