@@ -470,27 +470,20 @@ impl OrderService {
             .await
             .map_err(internal)?;
 
-        let location = format!("/v1/orders/{order_id}");
         let body = to_value(&order);
-        let idem_id = idem_doc_id(key.as_str());
-        let record = IdempotencyRecord {
-            key: key.to_string(),
-            scope: inv.to_string(),
-            request_hash: hash.to_string(),
-            status: 201,
-            location: Some(location.clone()),
-            body: body.clone(),
-            created_at: placed_at,
-        };
+        let (idem_id, idem_op, reply) = self.created(
+            key,
+            inv,
+            hash,
+            format!("/v1/orders/{order_id}"),
+            &body,
+            placed_at,
+        );
         let mut batch = Batch::new(ORDERS, inv)
-            .op(WriteOp::Create {
-                id: idem_id.clone(),
-                body: to_value(&record),
-                ttl: Some(self.idempotency_ttl()),
-            })
+            .op(idem_op)
             .op(WriteOp::Create {
                 id: order_doc_id(&order_id),
-                body: body.clone(),
+                body,
                 ttl: None,
             })
             .op(WriteOp::Create {
@@ -509,12 +502,7 @@ impl OrderService {
             sip_index: None,
             batch,
             idem_id,
-            reply: Reply {
-                status: 201,
-                location: Some(location),
-                body,
-                replayed: false,
-            },
+            reply,
             kind_label: kind.as_str(),
         })
     }
@@ -553,42 +541,64 @@ impl OrderService {
             registered_at,
             instalment_orders: vec![],
         };
-        let location = format!("/v1/sips/{sip_id}");
         let body = to_value(&sip);
-        let idem_id = idem_doc_id(key.as_str());
-        let record = IdempotencyRecord {
-            key: key.to_string(),
-            scope: inv.to_string(),
-            request_hash: hash.to_string(),
-            status: 201,
-            location: Some(location.clone()),
-            body: body.clone(),
-            created_at: registered_at,
-        };
-        let batch = Batch::new(ORDERS, inv)
-            .op(WriteOp::Create {
-                id: idem_id.clone(),
-                body: to_value(&record),
-                ttl: Some(self.idempotency_ttl()),
-            })
-            .op(WriteOp::Create {
-                id: sip_doc_id(&sip_id),
-                body: body.clone(),
-                ttl: None,
-            });
+        let (idem_id, idem_op, reply) = self.created(
+            key,
+            inv,
+            hash,
+            format!("/v1/sips/{sip_id}"),
+            &body,
+            registered_at,
+        );
+        let batch = Batch::new(ORDERS, inv).op(idem_op).op(WriteOp::Create {
+            id: sip_doc_id(&sip_id),
+            body,
+            ttl: None,
+        });
         Ok(Plan {
             locators: vec![(SIP_LOCATORS, sip_id.clone())],
             sip_index: Some((req.day_of_month, sip_id)),
             batch,
             idem_id,
-            reply: Reply {
-                status: 201,
-                location: Some(location),
-                body,
-                replayed: false,
-            },
+            reply,
             kind_label: "SIP",
         })
+    }
+
+    /// A 201 answer for `body` at `location`, and the idempotency record that stores it: a
+    /// `Create`, so a concurrent duplicate conflicts on it and replays this answer instead.
+    /// Returns (record id, its write, the reply).
+    fn created(
+        &self,
+        key: &IdempotencyKey,
+        scope: &str,
+        hash: &str,
+        location: String,
+        body: &Value,
+        at: chrono::DateTime<chrono::FixedOffset>,
+    ) -> (String, WriteOp, Reply) {
+        let idem_id = idem_doc_id(key.as_str());
+        let record = IdempotencyRecord {
+            key: key.to_string(),
+            scope: scope.to_string(),
+            request_hash: hash.to_string(),
+            status: 201,
+            location: Some(location.clone()),
+            body: body.clone(),
+            created_at: at,
+        };
+        let op = WriteOp::Create {
+            id: idem_id.clone(),
+            body: to_value(&record),
+            ttl: Some(self.idempotency_ttl()),
+        };
+        let reply = Reply {
+            status: 201,
+            location: Some(location),
+            body: body.clone(),
+            replayed: false,
+        };
+        (idem_id, op, reply)
     }
 
     pub(crate) fn idempotency_ttl(&self) -> Duration {
