@@ -10,12 +10,18 @@
 //!
 //! - Offsets: `enable.auto.commit=true` with `enable.auto.offset.store=false`. A worker stores a
 //!   record's offset only after its handler succeeded or the record was acknowledged by the
-//!   retry/DLQ topic, and records of a partition are handled strictly in order, so the committed
-//!   offset never passes an unfinished record: a crash anywhere redelivers, never loses.
-//! - Concurrency: partitions run in parallel, at most `max_in_flight` handlers at once (a
-//!   semaphore); a partition's records never overlap. Nothing is unbounded: each worker has a
-//!   small channel, and when it is full the poll loop pauses that partition (librdkafka then
-//!   discards its prefetch and refetches on resume) instead of buffering.
+//!   retry/DLQ topic, and a batch's offset is stored only once every earlier record of the
+//!   partition finished, so the committed offset never passes an unfinished record: a crash anywhere redelivers, never loses.
+//! - Concurrency: partitions run in parallel, and within a partition a worker takes every
+//!   record already fetched (up to 256) as one batch whose keys run concurrently while records
+//!   of the same key run strictly in offset order (Kafka's ordering promise is per key; a handler
+//!   must already be safe for different keys at once, since keys on different partitions always
+//!   were). At most `max_in_flight` handlers run at once (a semaphore). The batch's offset is
+//!   stored only when every record of it finished, or up to the first unfinished one. This is
+//!   what lets one slow record (a gateway call, a store commit) stop blocking a whole partition,
+//!   and what lets the store group many commits into one transaction. Nothing is unbounded:
+//!   each worker has a bounded channel, and when it is full the poll loop pauses that partition
+//!   (librdkafka then discards its prefetch and refetches on resume) instead of buffering.
 //! - Rebalance (see [`context`]): on revocation, the partition's worker is told to stop, its
 //!   in-flight record finishes (bounded wait) and stored offsets are committed synchronously.
 //! - Shutdown: stop polling, pause fetching, let in-flight handlers finish, commit synchronously,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use futures::stream::{FuturesUnordered, StreamExt};
 use rand::Rng;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -87,6 +88,9 @@ enum Route {
     Retry { tier: usize, not_before_ms: i64 },
     DeadLetter { reason: &'static str },
 }
+
+/// Most records handled as one batch (see [`WorkerEnv::process_batch`]).
+const MAX_BATCH: usize = 256;
 
 const FORWARD_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const FORWARD_BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -190,7 +194,7 @@ impl WorkerEnv {
         let (route, error) = match outcome {
             Ok(()) => {
                 self.count(&rec.topic, "ok");
-                return self.store(&rec);
+                return Finish::Done;
             }
             Err(HandlerError::Retryable(e)) => {
                 match self.retry_delays.get(failed_before as usize) {
@@ -232,7 +236,7 @@ impl WorkerEnv {
             return Finish::Abandoned;
         }
         self.count(&rec.topic, outcome_label);
-        self.store(&rec)
+        Finish::Done
     }
 
     fn inbound(&self, rec: &Record, from_retry: bool, attempt: u32) -> InboundMessage {
@@ -359,16 +363,60 @@ impl WorkerEnv {
         }
     }
 
-    fn store(&self, rec: &Record) -> Finish {
-        // librdkafka stores offset + 1 (the next record to read).
-        if let Err(e) = self
-            .consumer
-            .store_offset(&rec.topic, rec.partition, rec.offset)
-        {
+    /// Store `offset` as finished (librdkafka commits offset + 1, the next record to read).
+    fn store(&self, tp: &Tp, offset: i64) {
+        if let Err(e) = self.consumer.store_offset(&tp.0, tp.1, offset) {
             // The partition was revoked meanwhile: the new owner redelivers it, the inbox dedupes.
-            tracing::debug!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, error = %e, "offset not stored");
+            tracing::debug!(topic = %tp.0, partition = tp.1, offset, error = %e, "offset not stored");
         }
-        Finish::Done
+    }
+
+    /// Handle one batch of a partition's records (in offset order): records with the same key
+    /// strictly in order, different keys concurrently (bounded by the consumer's in-flight
+    /// permits). Returns how many records, from the front, finished; the caller stores the offset
+    /// of the last of them, so the committed offset never passes an unfinished record.
+    async fn process_batch(&self, batch: Vec<Record>, cancel: &CancellationToken) -> usize {
+        let len = batch.len();
+        if len == 1 {
+            let rec = batch.into_iter().next().expect("one record");
+            return match self.process(rec, cancel).await {
+                Finish::Done => 1,
+                Finish::Abandoned => 0,
+            };
+        }
+        // Chains of positions per key, in offset order; keyless records form one chain.
+        let mut chains: Vec<Vec<(usize, Record)>> = Vec::new();
+        let mut chain_of: HashMap<Option<Vec<u8>>, usize> = HashMap::new();
+        for (pos, rec) in batch.into_iter().enumerate() {
+            let chain = *chain_of.entry(rec.key.clone()).or_insert_with(|| {
+                chains.push(Vec::new());
+                chains.len() - 1
+            });
+            chains[chain].push((pos, rec));
+        }
+        metrics::histogram!("nivesh_consumer_batch_records", "group" => self.group.clone())
+            .record(len as f64);
+        let mut done = vec![false; len];
+        let mut runs: FuturesUnordered<_> = chains
+            .into_iter()
+            .map(|chain| async move {
+                let mut finished = Vec::with_capacity(chain.len());
+                for (pos, rec) in chain {
+                    match self.process(rec, cancel).await {
+                        Finish::Done => finished.push(pos),
+                        // Later records of this key must not run before this one.
+                        Finish::Abandoned => break,
+                    }
+                }
+                finished
+            })
+            .collect();
+        while let Some(finished) = runs.next().await {
+            for pos in finished {
+                done[pos] = true;
+            }
+        }
+        done.iter().take_while(|d| **d).count()
     }
 
     fn count(&self, topic: &str, outcome: &'static str) {
@@ -398,7 +446,7 @@ pub(crate) async fn run(
     _done: DoneGuard,
 ) {
     loop {
-        let rec = tokio::select! {
+        let first = tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
             r = rx.recv() => match r {
@@ -406,8 +454,21 @@ pub(crate) async fn run(
                 None => break,
             },
         };
-        if let Finish::Abandoned = env.process(rec, &cancel).await {
-            tracing::debug!(topic = %tp.0, partition = tp.1, "partition worker stopped mid-record");
+        // Everything already fetched for this partition (no waiting for more) is one batch.
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let offsets: Vec<i64> = batch.iter().map(|r| r.offset).collect();
+        let finished = env.process_batch(batch, &cancel).await;
+        if finished > 0 {
+            env.store(&tp, offsets[finished - 1]);
+        }
+        if finished < offsets.len() {
+            tracing::debug!(topic = %tp.0, partition = tp.1, "partition worker stopped mid-batch");
             break;
         }
     }

@@ -146,3 +146,70 @@ async fn rebalance_hands_over_without_loss() {
         "the second member never got a partition"
     );
 }
+
+/// Within one partition, records of different keys run concurrently and records of one key run
+/// in order; a hung record holds the committed offset back even though later records (other
+/// keys) finished, and the next member resumes from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_run_concurrently_but_offset_never_passes_an_unfinished_record() {
+    let env = Env::start();
+    let (topic, group) = env.topic_and_group(1, 0);
+    // w0 is slow, so everything after it is already fetched when the next batch is taken.
+    env.send(&topic, "W", "w0", vec![]).await;
+    env.send(&topic, "A", "a0", vec![]).await;
+    for i in 0..3 {
+        env.send(&topic, "B", &format!("b{i}"), vec![]).await;
+    }
+    env.send(&topic, "A", "a1", vec![]).await;
+
+    let hanging = Recorder::with(|m| {
+        let payload = m.payload.clone();
+        Box::pin(async move {
+            match payload.as_slice() {
+                b"w0" => tokio::time::sleep(Duration::from_millis(500)).await,
+                b"a0" => std::future::pending::<()>().await,
+                _ => {}
+            }
+            Ok(())
+        })
+    });
+    let (_stop, task) = env.spawn_consumer(env.settings(&group, &topic, vec![]), hanging.clone());
+    hanging
+        .until("key B handled while a0 hangs", |c| {
+            c.iter().any(|c| c.msg.payload == b"b2")
+        })
+        .await;
+    // Give a1 every chance to (wrongly) start behind the hung a0.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = hanging.payloads();
+    assert_eq!(
+        seen,
+        vec!["w0", "a0", "b0", "b1", "b2"],
+        "B in order while A waits"
+    );
+    task.abort();
+    let _ = task.await;
+    // Offsets: w0=0 finished, a0=1 unfinished: at most "1" (the next record to read) committed.
+    let committed = env.committed(&group, &topic, 1).await;
+    assert!(
+        matches!(committed[0], None | Some(0) | Some(1)),
+        "committed past the unfinished a0: {committed:?}"
+    );
+
+    let next = Recorder::ok();
+    let (stop, task) = env.spawn_consumer(env.settings(&group, &topic, vec![]), next.clone());
+    next.until("a1", |c| c.iter().any(|c| c.msg.payload == b"a1"))
+        .await;
+    stop.cancel();
+    task.await.expect("join").expect("consumer");
+    let got = next.payloads();
+    for p in ["a0", "b0", "b1", "b2", "a1"] {
+        assert!(got.iter().any(|g| g == p), "{p} redelivered: {got:?}");
+    }
+    let pos = |p: &str| got.iter().position(|g| g == p).expect("present");
+    assert!(pos("a0") < pos("a1"), "key A in order: {got:?}");
+    assert!(
+        pos("b0") < pos("b1") && pos("b1") < pos("b2"),
+        "key B in order: {got:?}"
+    );
+}
