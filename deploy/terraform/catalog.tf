@@ -20,6 +20,11 @@ locals {
     "portfolio.updated"      = { partitions = 6, retention_ms = 604800000 }
     "notification.requested" = { partitions = 6, retention_ms = 604800000 }
     "audit.events"           = { partitions = 6, retention_ms = 2592000000 }
+    "support.tickets"        = { partitions = 6, retention_ms = 2592000000 }
+    "ops.alerts"             = { partitions = 6, retention_ms = 2592000000 }
+    "investor.onboarded"     = { partitions = 6, retention_ms = 604800000 }
+    "kyc.verified"           = { partitions = 6, retention_ms = 604800000 }
+    "investor.erased"        = { partitions = 6, retention_ms = 2592000000 }
     "nav-calculator.retry.0" = { partitions = 6, retention_ms = 604800000 }
     "nav-calculator.retry.1" = { partitions = 6, retention_ms = 604800000 }
     "nav-calculator.retry.2" = { partitions = 6, retention_ms = 604800000 }
@@ -56,6 +61,14 @@ locals {
     "nav-ingestor.retry.1"   = { partitions = 6, retention_ms = 604800000 }
     "nav-ingestor.retry.2"   = { partitions = 6, retention_ms = 604800000 }
     "nav-ingestor.dlq"       = { partitions = 6, retention_ms = 2592000000 }
+    "onboarding.retry.0"     = { partitions = 6, retention_ms = 604800000 }
+    "onboarding.retry.1"     = { partitions = 6, retention_ms = 604800000 }
+    "onboarding.retry.2"     = { partitions = 6, retention_ms = 604800000 }
+    "onboarding.dlq"         = { partitions = 6, retention_ms = 2592000000 }
+    "compliance.retry.0"     = { partitions = 6, retention_ms = 604800000 }
+    "compliance.retry.1"     = { partitions = 6, retention_ms = 604800000 }
+    "compliance.retry.2"     = { partitions = 6, retention_ms = 604800000 }
+    "compliance.dlq"         = { partitions = 6, retention_ms = 2592000000 }
   }
   # END GENERATED TOPICS
 
@@ -115,10 +128,46 @@ locals {
       event_ledger  = { key = "topic", default_ttl = -1 }
     }
     "genai-gateway" = {
-      genai_usage = { key = "investor id", default_ttl = 400 * local.day_seconds }
-      genai_cache = { key = "prompt hash", default_ttl = 1 * local.day_seconds }
-      # SEBI: the audit trail is kept 7 years (2557 days with leap days), then expires.
-      audit        = { key = "audit subject", default_ttl = 2557 * local.day_seconds }
+      # Read model for retrieval: scheme facts and NAV history; rare NAV anomalies in one
+      # partition; holdings per "tenant:investor id"; fund documents per tenant.
+      genai_schemes   = { key = "scheme code", default_ttl = -1 }
+      genai_anomalies = { key = "constant (anomalies)", default_ttl = -1 }
+      genai_investors = { key = "tenant:investor id", default_ttl = -1 }
+      genai_documents = { key = "tenant", default_ttl = -1 }
+      # Metered requests (masked prompt and answer, hashed user id): SEBI keeps the audit trail
+      # 7 years (2557 days with leap days), then it expires.
+      genai_audit  = { key = "tenant:date", default_ttl = 2557 * local.day_seconds }
+      event_ledger = { key = "topic", default_ttl = -1 }
+    }
+    "onboarding" = {
+      # Investor records (masked; no PAN, Aadhaar, DOB or account number) and credential requests.
+      investors = { key = "investor id", default_ttl = -1 }
+      # The PII vault: ciphertext + the per-investor data key wrapped by the Key Vault KEK;
+      # erasure removes the wrapped key (crypto-shred).
+      vault                 = { key = "investor id", default_ttl = -1 }
+      distributor_investors = { key = "distributor id", default_ttl = -1 }
+      leads                 = { key = "distributor id", default_ttl = -1 }
+      # One investor per PAN per tenant: partition = HMAC-SHA256(index key, tenant + PAN).
+      pan_claims = { key = "claim key (HMAC of tenant+PAN)", default_ttl = -1 }
+      # Commission accruals per distributor (with the consumer's inbox markers).
+      commissions  = { key = "distributor id", default_ttl = -1 }
+      schemes      = { key = "scheme code", default_ttl = -1 }
+      event_ledger = { key = "topic", default_ttl = -1 }
+    }
+    "compliance" = {
+      # The hash-chained audit ledger (one chain per partition: investor id, scheme-<code>,
+      # access-<tenant>-<subject>); every document carries its own TTL of [service]
+      # retention_days (7 years, 2557 days), so nothing expires earlier.
+      ledger = { key = "ledger partition", default_ttl = -1 }
+      # Per-investor data keys wrapped by the KEK; erasure removes the wrapped key (crypto-shred).
+      ledger_keys = { key = "investor id", default_ttl = -1 }
+      # What SEBI exports are validated from: NAVs by scheme, payments by order, transactions by day.
+      facts   = { key = "nav-<scheme> / order-<id> / txn-<tenant>-<date>", default_ttl = -1 }
+      exports = { key = "export id", default_ttl = -1 }
+      # Time-boxed access grants; each expires a day after its window.
+      grants = { key = "tenant", default_ttl = -1 }
+      # Every service's database has the runtime's event_ledger container (deploy-check requires
+      # it); compliance keeps its own records in `ledger` and leaves this one empty.
       event_ledger = { key = "topic", default_ttl = -1 }
     }
   }

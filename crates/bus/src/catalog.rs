@@ -37,6 +37,9 @@ pub enum PartitionKey {
     /// Audit subject: the investor id, or the scheme code for NAV audit records, so each hash
     /// chain (which is per partition) covers one subject's history.
     AuditSubject,
+    /// Name of the service that produced the record (operator alerts): one service's alerts stay
+    /// in order.
+    SourceService,
     /// Retry and dead-letter topics keep the key of the record that failed, so a replay from
     /// them lands on the same partition of the original topic.
     OriginalKey,
@@ -231,6 +234,46 @@ pub const TOPICS: &[TopicSpec] = &[
         compacted: false,
         description: "Hash-chained audit records (investor actions; NAV audit keyed by scheme code); archived to the store.",
     },
+    TopicSpec {
+        name: "support.tickets",
+        key: PartitionKey::InvestorId,
+        partitions: LOW_VOLUME_PARTITIONS,
+        retention_ms: RETENTION_30D_MS,
+        compacted: false,
+        description: "Support tickets for a person (TicketCreated), e.g. a GenAI answer blocked by policy or poorly grounded; keyed by investor id (the tenant when there is none).",
+    },
+    TopicSpec {
+        name: "ops.alerts",
+        key: PartitionKey::SourceService,
+        partitions: LOW_VOLUME_PARTITIONS,
+        retention_ms: RETENTION_30D_MS,
+        compacted: false,
+        description: "Operator alerts (AlertRaised) any service raises when it needs a person: export delivery failed, LLM quota exhausted.",
+    },
+    TopicSpec {
+        name: "investor.onboarded",
+        key: PartitionKey::InvestorId,
+        partitions: LOW_VOLUME_PARTITIONS,
+        retention_ms: RETENTION_7D_MS,
+        compacted: false,
+        description: "An investor was onboarded by a distributor and submitted to the KRA (InvestorOnboarded; PAN masked, no Aadhaar).",
+    },
+    TopicSpec {
+        name: "kyc.verified",
+        key: PartitionKey::InvestorId,
+        partitions: LOW_VOLUME_PARTITIONS,
+        retention_ms: RETENTION_7D_MS,
+        compacted: false,
+        description: "The KRA's KYC verdict for an investor: VALIDATED, ON_HOLD or REJECTED (KycVerified).",
+    },
+    TopicSpec {
+        name: "investor.erased",
+        key: PartitionKey::InvestorId,
+        partitions: LOW_VOLUME_PARTITIONS,
+        retention_ms: RETENTION_30D_MS,
+        compacted: false,
+        description: "An investor's personal data was erased under the DPDP Act (InvestorErased); holders of their data erase or anonymise it.",
+    },
 ];
 
 /// Store or broker hiccups clear in seconds; three tiers (ceilings 1 s, 10 s, 60 s) ride out a
@@ -313,13 +356,58 @@ pub const GROUPS: &[ConsumerGroupSpec] = &[
     ConsumerGroupSpec {
         group: "genai-gateway",
         service: "genai-gateway",
-        consumes: &["nav.validated"],
+        // Its read model: schemes and NAV history with anomaly flags (nav.broadcast), anomaly
+        // reasons (nav.validated), holdings (portfolio.updated) and folios and transactions
+        // (transaction.completed); who onboarded an investor and their name, for access and
+        // masking (investor.onboarded); erasure requests (investor.erased).
+        consumes: &[
+            "nav.broadcast",
+            "nav.validated",
+            "portfolio.updated",
+            "transaction.completed",
+            "investor.onboarded",
+            "investor.erased",
+        ],
         retry_delays: STANDARD_RETRIES,
     },
     ConsumerGroupSpec {
         group: "nav-ingestor",
         service: "nav-ingestor",
         consumes: &["nav.rejected"],
+        retry_delays: STANDARD_RETRIES,
+    },
+    ConsumerGroupSpec {
+        group: "onboarding",
+        service: "onboarding",
+        // Commissions of distributor-onboarded investors; NAVs for the scheme -> category table
+        // the commission rates are looked up by.
+        consumes: &["transaction.completed", "nav.broadcast"],
+        retry_delays: STANDARD_RETRIES,
+    },
+    ConsumerGroupSpec {
+        group: "compliance",
+        service: "compliance",
+        // The audit ledger: every business event (NAVs published/rejected, the order flow,
+        // portfolio, notification and support requests, identity), hash-chained per investor
+        // (per scheme for NAVs).
+        consumes: &[
+            "nav.broadcast",
+            "nav.rejected",
+            "order.placed",
+            "order.failed",
+            "payment.initiated",
+            "payment.success",
+            "payment.failed",
+            "payment.refunded",
+            "transaction.completed",
+            "transaction.failed",
+            "portfolio.updated",
+            "notification.requested",
+            "support.tickets",
+            "investor.onboarded",
+            "kyc.verified",
+            "investor.erased",
+        ],
         retry_delays: STANDARD_RETRIES,
     },
 ];

@@ -22,6 +22,10 @@
 //! - `order`: the investor transaction flow, [`OrderPlaced`] -> [`PaymentInitiated`] ->
 //!   [`PaymentSucceeded`] | [`PaymentFailed`] -> [`TransactionCompleted`] (with [`LotMovement`]s)
 //!   | [`TransactionFailed`] -> [`OrderFailed`] -> [`PaymentRefunded`]; and [`PortfolioUpdated`].
+//! - `identity`: onboarding's [`InvestorOnboarded`], [`KycVerified`] and [`InvestorErased`]
+//!   (PAN only masked, never an Aadhaar number).
+//! - `ops`: [`AlertRaised`], the generic operator alert any service raises (topic `ops.alerts`).
+//! - `support`: [`TicketCreated`], a support ticket for a person (topic `support.tickets`).
 //! - `catalog`: [`SchemaCatalog`], all versions of all schemas embedded at build time (`build.rs`
 //!   scans `schemas/avro`), indexed by name/version and by CRC-64-AVRO fingerprint;
 //!   [`SchemaCatalog::from_dir`] reads a directory instead (for `schema-check`).
@@ -46,10 +50,13 @@ mod codec;
 pub mod compat;
 mod decimal;
 mod error;
+mod identity;
 mod meta;
 mod nav;
+mod ops;
 mod order;
 mod registry;
+mod support;
 mod wire;
 
 pub use apache_avro;
@@ -57,13 +64,16 @@ pub use catalog::{RegisteredSchema, SchemaCatalog};
 pub use codec::{AvroCodec, CONFLUENT_MAGIC, Framing, SINGLE_OBJECT_MARKER};
 pub use decimal::WireDecimal;
 pub use error::{Error, Result};
+pub use identity::{InvestorErased, InvestorOnboarded, KycVerified, kyc_status};
 pub use meta::{Event, EventMeta, IST};
 pub use nav::{NavPublished, NavRejected, NavValidated, RawNavReceived};
+pub use ops::{AlertRaised, severity as alert_severity};
 pub use order::{
     LotMovement, OrderFailed, OrderPlaced, PaymentFailed, PaymentInitiated, PaymentRefunded,
     PaymentSucceeded, PortfolioUpdated, TransactionCompleted, TransactionFailed, leg, order_kind,
 };
 pub use registry::SchemaRegistryClient;
+pub use support::TicketCreated;
 
 /// Kafka header: full record name of the payload (`nivesh.nav.RawNavReceived`), so routers,
 /// DLQ tooling and metrics need not decode the body.

@@ -60,6 +60,10 @@ pub struct Settings<T = EmptyConfig> {
     /// `[clock]`: the business clock (absent: the wall clock).
     #[serde(default)]
     pub clock: ClockSettings,
+    /// `[auth]`: the identity provider whose bearer tokens the API accepts (used through
+    /// `nivesh_auth::Authenticator`, which re-exports this type).
+    #[serde(default)]
+    pub auth: AuthSettings,
     /// The service's own section; absent means `T::default()`.
     #[serde(default)]
     pub service: T,
@@ -76,6 +80,7 @@ impl<T> Settings<T> {
             redis: self.redis.clone(),
             telemetry: self.telemetry.clone(),
             clock: self.clock.clone(),
+            auth: self.auth.clone(),
             service: EmptyConfig {},
         }
     }
@@ -90,6 +95,9 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     pub shutdown_timeout_secs: u64,
     pub readiness_timeout_ms: u64,
+    /// Load shedding, deadlines and rate limits (see [`crate::limits`]).
+    #[serde(default)]
+    pub limits: crate::limits::HttpLimits,
 }
 
 impl HttpSettings {
@@ -239,6 +247,9 @@ pub struct CosmosSettings {
     pub database: Option<String>,
     #[serde(default, deserialize_with = "optional_secret")]
     pub key: Option<SecretString>,
+    /// The Azure region the client routes to first (`centralindia`); empty: `centralindia`.
+    #[serde(default, deserialize_with = "optional_string")]
+    pub region: Option<String>,
 }
 
 /// `[redis]`
@@ -286,6 +297,62 @@ impl ClockSettings {
             std::sync::Arc::new(nivesh_domain::time::OffsetClock::new(
                 chrono::TimeDelta::seconds(self.offset_seconds),
             ))
+        }
+    }
+}
+
+/// `[auth]`: where bearer tokens come from and how they are checked (`nivesh_auth` verifies
+/// them; the type lives here so that every service's [`Settings`] has the section without the
+/// runtime depending on the auth crate). Defaults point at the local dev identity provider
+/// `nivesh up` starts (tools/dev-idp on 127.0.0.1:8112).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Expected `iss` (exact match).
+    pub issuer: String,
+    /// Expected `aud` (one of the token's audiences).
+    pub audience: String,
+    /// The identity provider's JWKS document.
+    pub jwks_url: String,
+    /// Keys are refetched when the cached set is older than this (seconds).
+    pub jwks_refresh_seconds: u64,
+    /// Clock skew tolerated on `exp` and `nbf` (seconds).
+    pub leeway_seconds: u64,
+    /// A token with an unknown `kid` triggers a refetch at most once per this interval
+    /// (seconds), so forged `kid`s cannot make a service hammer the identity provider.
+    pub jwks_min_refetch_seconds: u64,
+    /// Timeout of one JWKS request (seconds).
+    pub jwks_timeout_seconds: u64,
+}
+
+/// Where the local dev identity provider listens under `nivesh up`.
+pub const DEV_IDP_URL: &str = "http://127.0.0.1:8112";
+
+/// The audience (`aud`) Nivesh APIs expect by default.
+pub const DEFAULT_AUDIENCE: &str = "nivesh-api";
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            issuer: DEV_IDP_URL.to_string(),
+            audience: DEFAULT_AUDIENCE.to_string(),
+            jwks_url: format!("{DEV_IDP_URL}/.well-known/jwks.json"),
+            jwks_refresh_seconds: 300,
+            leeway_seconds: 30,
+            jwks_min_refetch_seconds: 10,
+            jwks_timeout_seconds: 5,
+        }
+    }
+}
+
+impl AuthSettings {
+    /// Settings for an issuer whose JWKS sits at the conventional `/.well-known/jwks.json`.
+    pub fn for_issuer(issuer: &str) -> Self {
+        let issuer = issuer.trim_end_matches('/').to_string();
+        AuthSettings {
+            jwks_url: format!("{issuer}/.well-known/jwks.json"),
+            issuer,
+            ..AuthSettings::default()
         }
     }
 }

@@ -11,8 +11,10 @@
 //!    or order id), and the finishing of error bodies: every problem gets `instance` and the
 //!    `request_id` extension, and any other error response without a JSON body (axum's own
 //!    rejections, 405, 413) is rewritten into a problem;
-//! 2. catch-panic: a panicking handler is a 500 problem, not a dropped connection;
-//! 3. the default request-body limit (routes may raise it with axum's `DefaultBodyLimit`, which
+//! 2. when configured ([`RuntimeState::with_limits`]): load shedding, the request deadline and
+//!    rate limiting ([`crate::limits`]);
+//! 3. catch-panic: a panicking handler is a 500 problem, not a dropped connection;
+//! 4. the default request-body limit (routes may raise it with axum's `DefaultBodyLimit`, which
 //!    being closer to the handler wins).
 
 use std::any::Any;
@@ -63,6 +65,8 @@ struct StateInner {
     check_timeout: Duration,
     openapi: Bytes,
     body_limit: usize,
+    /// Load shedding, deadlines and rate limits ([`crate::limits`]); none when unset.
+    limits: Option<crate::limits::Limits>,
 }
 
 impl RuntimeState {
@@ -78,6 +82,7 @@ impl RuntimeState {
                 check_timeout: Duration::from_secs(2),
                 openapi,
                 body_limit: DEFAULT_BODY_LIMIT,
+                limits: None,
             }),
         }
     }
@@ -112,6 +117,11 @@ impl RuntimeState {
         self.edit(|s| s.body_limit = bytes)
     }
 
+    /// Shed, deadline and rate-limit every route but the probes ([`crate::limits`]).
+    pub fn with_limits(self, limits: crate::limits::Limits) -> Self {
+        self.edit(|s| s.limits = Some(limits))
+    }
+
     pub fn service_name(&self) -> &str {
         &self.inner.service
     }
@@ -138,13 +148,21 @@ pub fn app_router(state: RuntimeState, routes: Router) -> Router {
         .route("/openapi.json", get(openapi_json))
         .with_state(state.clone());
     let limit = state.inner.body_limit;
-    routes
+    let mut router = routes
         .merge(runtime)
         .fallback(crate::problem::not_found_fallback)
         .method_not_allowed_fallback(crate::problem::method_not_allowed_fallback)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn_with_state(state, request_context))
+        .layer(CatchPanicLayer::custom(panic_response));
+    if let Some(limits) = state.inner.limits.clone() {
+        // Inside the request context, so a shed or refused request is logged, counted and
+        // carries its request id like any other answer.
+        router = router.layer(middleware::from_fn_with_state(
+            limits,
+            crate::limits::limits,
+        ));
+    }
+    router.layer(middleware::from_fn_with_state(state, request_context))
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]

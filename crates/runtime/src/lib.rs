@@ -18,6 +18,8 @@
 //!   `/openapi.json`) and the layers around every route: request id, a tracing span joined to
 //!   the caller's W3C trace, HTTP metrics labelled by matched route, catch-panic, body limit,
 //!   and the rewrite of any non-problem error body into a problem carrying the request id.
+//! - [`limits`]: load shedding (503 + `Retry-After`), deadlines and Redis rate limiting per
+//!   tenant / investor / client address (429 + `X-RateLimit-*`), in front of every route.
 //! - [`openapi`]: the runtime's own OpenAPI paths, merged with each service's document.
 //! - [`outbox`]: typed event → outbox record (payload, event id as message id, trace headers).
 //! - [`ledger`]: the consumer that decodes, records once and counts every event a group
@@ -36,6 +38,7 @@ pub mod config;
 pub mod health;
 pub mod http;
 pub mod ledger;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;

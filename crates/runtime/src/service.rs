@@ -115,7 +115,8 @@ impl ServiceContext {
 
 /// Install telemetry and metrics, log the effective configuration (secrets redacted), and open
 /// the service's dependencies:
-/// - the store: embedded at `<data_dir>/<service>.sqlite` (each service owns its data);
+/// - the store: embedded at `<data_dir>/<service>.sqlite` (each service owns its data), or
+///   Cosmos DB when `store.backend = "cosmos"` (builds with the `cosmos` feature);
 /// - the cache: Redis when `redis.url` is set and answers, else an in-process cache with a
 ///   warning (an error instead when `redis.required`);
 /// - the idempotent producer (it does not wait for the broker: `/readyz` reports it).
@@ -127,7 +128,7 @@ pub async fn connect<T: fmt::Debug>(settings: &Settings<T>) -> Result<ServiceCon
     let name = settings.service_name.as_str();
     // Before anything is opened: a missing broker is the most common local mistake.
     let kafka = settings.kafka.to_bus(name)?;
-    let store = open_store(settings)?;
+    let store = open_store(settings).await?;
     let cache = open_cache(settings).await?;
     let producer = BusProducer::new(&kafka)?;
     let mut ctx = ServiceContext::new(settings.common(), store, cache, producer, kafka);
@@ -135,7 +136,7 @@ pub async fn connect<T: fmt::Debug>(settings: &Settings<T>) -> Result<ServiceCon
     Ok(ctx)
 }
 
-fn open_store<T>(settings: &Settings<T>) -> Result<Arc<dyn DocumentStore>> {
+async fn open_store<T>(settings: &Settings<T>) -> Result<Arc<dyn DocumentStore>> {
     match settings.store.backend {
         StoreBackend::Embedded => {
             let path = settings.store.embedded_path(&settings.service_name);
@@ -143,12 +144,43 @@ fn open_store<T>(settings: &Settings<T>) -> Result<Arc<dyn DocumentStore>> {
             tracing::info!(path = %path.display(), "embedded store opened");
             Ok(Arc::new(store))
         }
-        StoreBackend::Cosmos => Err(Error::Config(
-            "store.backend = \"cosmos\" is not available in this build (nivesh-store has no Cosmos DB adapter yet); \
-             use store.backend = \"embedded\""
-                .into(),
-        )),
+        StoreBackend::Cosmos => open_cosmos(&settings.store.cosmos).await,
     }
+}
+
+/// `store.backend = "cosmos"`: the Cosmos DB adapter (nivesh-store-cosmos), in builds with the
+/// `cosmos` feature of nivesh-runtime (the container image has it).
+#[cfg(feature = "cosmos")]
+async fn open_cosmos(cosmos: &crate::config::CosmosSettings) -> Result<Arc<dyn DocumentStore>> {
+    let missing = |key: &str| {
+        Error::Config(format!(
+            "store.backend = \"cosmos\" needs store.cosmos.{key} (NIVESH__STORE__COSMOS__{})",
+            key.to_uppercase()
+        ))
+    };
+    let config = nivesh_store_cosmos::CosmosConfig {
+        endpoint: cosmos.endpoint.clone().ok_or_else(|| missing("endpoint"))?,
+        database: cosmos.database.clone().ok_or_else(|| missing("database"))?,
+        key: cosmos.key.clone().ok_or_else(|| missing("key"))?,
+        region: cosmos
+            .region
+            .clone()
+            .unwrap_or_else(|| "centralindia".to_string()),
+        retry: nivesh_store_cosmos::RetryPolicy::default(),
+    };
+    let store = nivesh_store_cosmos::CosmosStore::connect(&config).await?;
+    tracing::info!(endpoint = %config.endpoint, database = %config.database, region = %config.region, "cosmos store opened");
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "cosmos"))]
+async fn open_cosmos(_cosmos: &crate::config::CosmosSettings) -> Result<Arc<dyn DocumentStore>> {
+    Err(Error::Config(
+        "store.backend = \"cosmos\" needs a build with the `cosmos` feature of nivesh-runtime \
+         (cargo build --features nivesh-runtime/cosmos; the container image has it); \
+         use store.backend = \"embedded\" locally"
+            .into(),
+    ))
 }
 
 async fn open_cache<T>(settings: &Settings<T>) -> Result<Arc<dyn Cache>> {
@@ -344,7 +376,13 @@ pub async fn run_on(
         .with_check(Arc::new(CacheCheck::new(cache)))
         .with_checks(app.readiness)
         .with_check_timeout(check_timeout)
-        .with_body_limit(settings.http.body_limit_bytes);
+        .with_body_limit(settings.http.body_limit_bytes)
+        .with_limits(crate::limits::Limits::new(
+            &settings.service_name,
+            &settings.http.limits,
+            settings.redis.url.as_ref().map(|u| u.expose_secret()),
+            &settings.redis.key_prefix,
+        ));
     if let Some(doc) = app.openapi {
         state = state.with_openapi(doc);
     }
@@ -389,9 +427,13 @@ pub async fn run_on(
     let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
     let server_token = shutdown.clone();
     let mut server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(server_token.cancelled_owned())
-            .await
+        // With the peer address: the rate limiter keys anonymous requests by it.
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(server_token.cancelled_owned())
+        .await
     });
     tracing::info!(addr = %addr, "service started");
 
@@ -547,4 +589,74 @@ async fn cancel_on_signal(token: CancellationToken) {
     };
     tracing::info!(signal, "shutdown requested");
     token.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigSources, load_from};
+
+    fn cosmos_settings(vars: &[(&str, &str)]) -> Settings {
+        let mut all = vec![("NIVESH__STORE__BACKEND", "cosmos")];
+        all.extend_from_slice(vars);
+        load_from(
+            "svc",
+            &ConfigSources {
+                vars: all
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    }
+
+    /// Without the `cosmos` feature the error says how to get a build that has it.
+    #[cfg(not(feature = "cosmos"))]
+    #[tokio::test]
+    async fn cosmos_backend_needs_the_feature() {
+        let err = open_store(&cosmos_settings(&[])).await.err().unwrap();
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("nivesh-runtime/cosmos")),
+            "{err}"
+        );
+    }
+
+    /// With it, the settings are checked (each missing key is named) before connecting.
+    #[cfg(feature = "cosmos")]
+    #[tokio::test]
+    async fn cosmos_backend_names_missing_settings() {
+        let err = open_store(&cosmos_settings(&[])).await.err().unwrap();
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("store.cosmos.endpoint")),
+            "{err}"
+        );
+        let err = open_store(&cosmos_settings(&[
+            (
+                "NIVESH__STORE__COSMOS__ENDPOINT",
+                "https://acct.documents.azure.com:443/",
+            ),
+            ("NIVESH__STORE__COSMOS__DATABASE", "nivesh-order"),
+        ]))
+        .await
+        .err()
+        .unwrap();
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("store.cosmos.key")),
+            "{err}"
+        );
+        let err = open_store(&cosmos_settings(&[
+            ("NIVESH__STORE__COSMOS__ENDPOINT", "not a url"),
+            ("NIVESH__STORE__COSMOS__DATABASE", "nivesh-order"),
+            ("NIVESH__STORE__COSMOS__KEY", "a2V5"),
+        ]))
+        .await
+        .err()
+        .unwrap();
+        assert!(
+            matches!(&err, Error::Store(nivesh_store::Error::Invalid(m)) if m.contains("endpoint")),
+            "{err}"
+        );
+    }
 }

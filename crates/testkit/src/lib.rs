@@ -5,13 +5,19 @@
 //! - [`amfi_file`]: the real AMFI NAVAll file in `../shared/data`, or `None` with a printed reason.
 //! - [`kafka`]: reading a topic of a real Kafka-protocol broker (to its end, or until a predicate
 //!   holds), decoding its events, producing raw bytes or an encoded event.
+//! - [`auth`]: a dev identity provider on a random port ([`TestIdp`]) and bearer tokens for
+//!   each role.
 //!
 //! Process-level helpers (broker, services, SIGKILL) live in `nivesh-fleet`, which the launcher
 //! also uses, so tests drive the fleet exactly as a developer does.
 
 use std::path::PathBuf;
 
+pub mod auth;
 pub mod kafka;
+
+pub use auth::TestIdp;
+pub use nivesh_auth::{DevClaims, Role};
 
 /// The Redis server integration tests use.
 pub fn redis_url() -> String {

@@ -165,7 +165,8 @@ async fn pipeline_run(bytes: &[u8], expected: &HashMap<String, String>) -> Resul
     // Give the watcher its assignment before the upload starts the clock in earnest.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let client = reqwest::Client::new();
+    // NAV uploads are for ops; the publisher's reads are public.
+    let client = fleet.staff_client(&["ops"]).await?;
     let t0 = Instant::now();
     let resp = client
         .post(format!("{ingestor}/v1/nav/files?source=AMFI"))
@@ -197,6 +198,18 @@ async fn pipeline_run(bytes: &[u8], expected: &HashMap<String, String>) -> Resul
             nav["nav"],
             expected.get(&last_scheme)
         );
+    }
+    // Where the time went, from the services' own metrics (kept next to the results file).
+    if let Ok(dir) = std::env::var("NAV_BENCH_METRICS_DIR") {
+        for s in ["nav-ingestor", "nav-calculator", "nav-publisher"] {
+            let text = client
+                .get(format!("{}/metrics", fleet.url(s)?))
+                .send()
+                .await?
+                .text()
+                .await?;
+            std::fs::write(format!("{dir}/{s}.prom"), text)?;
+        }
     }
     fleet.stop().await?;
     Ok(RunResult {

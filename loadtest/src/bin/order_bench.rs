@@ -133,9 +133,9 @@ async fn run(args: Args) -> Result<()> {
 async fn bench(fleet: &Fleet, args: &Args, file: &std::path::Path) -> Result<Value> {
     let bootstrap = fleet.bootstrap().to_string();
     let order = fleet.url("order")?;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
+    // An admin token (every request carries it; each service verifies it, ES256, per request):
+    // uploads the NAV day and places/reads orders for all 19 investors.
+    let client = fleet.staff_client(&["admin"]).await?;
 
     // The NAV day: the real file through the ingestor; the order service learns schemes from
     // nav.broadcast.
@@ -234,21 +234,31 @@ async fn bench(fleet: &Fleet, args: &Args, file: &std::path::Path) -> Result<Val
     // Let the watcher resolve its end offsets before the first order.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // (1) Acceptance: C clients share N orders, each with its own Idempotency-Key.
+    // (1) Acceptance: C clients share N orders, each with its own Idempotency-Key. Each order is
+    // placed with its investor's own token, as investors do (the per-caller rate limit is per
+    // investor; one staff token for all 19 would be throttled as one caller).
+    let mut investor_clients = Vec::with_capacity(19);
+    for n in 1..=19 {
+        investor_clients.push(nivesh_fleet::fleet::bearer_client(
+            &fleet.investor_token(&format!("INV{n:04}")).await?,
+            Duration::from_secs(30),
+        )?);
+    }
+    let investor_clients = Arc::new(investor_clients);
     let run_id = nivesh_testkit::unique("ob");
     let sent_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let cpu_before = fleet_cpu();
     let t0 = Instant::now();
     let acc = load(args.orders, args.clients, {
-        let (client, order, run_id, sent_at) = (
-            client.clone(),
+        let (clients, order, run_id, sent_at) = (
+            investor_clients.clone(),
             order.clone(),
             run_id.clone(),
             sent_at.clone(),
         );
         move |i| {
             let (client, order, run_id, sent_at) = (
-                client.clone(),
+                clients[i % 19].clone(),
                 order.clone(),
                 run_id.clone(),
                 sent_at.clone(),

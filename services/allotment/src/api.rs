@@ -9,12 +9,17 @@
 //!
 //! Both read the store (the system of record) directly; no cache, the API is internal and low
 //! volume.
+//!
+//! Both need a bearer token (401): ops and admins (of the platform tenant) see every investor;
+//! an investor sees their own allotments and lots, another investor's are 404 like missing
+//! ones; other roles get 403.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::routing::get;
 use chrono::{DateTime, FixedOffset, NaiveDate};
+use nivesh_auth::{Authenticator, Caller, DEFAULT_TENANT, Role, require_auth};
 use nivesh_domain::{InvestorId, Units};
 use nivesh_runtime::problem::{ApiJson, ApiPath, ApiQuery, Problem};
 use nivesh_store::{DocumentStore, IdRange};
@@ -51,11 +56,29 @@ pub struct ApiState {
     pub store: Arc<dyn DocumentStore>,
 }
 
-pub fn router(state: ApiState) -> axum::Router {
+pub fn router(state: ApiState, authenticator: Authenticator) -> axum::Router {
     axum::Router::new()
         .route("/v1/allotments/{order_id}", get(get_allotment))
         .route("/v1/investors/{investor_id}/lots", get(get_lots))
+        .route_layer(require_auth(authenticator))
         .with_state(state)
+}
+
+/// The staff roles that read every investor's ledger.
+const STAFF: [Role; 2] = [Role::Ops, Role::Admin];
+
+/// 403 unless the caller is staff or an investor.
+fn require_reader(caller: &Caller) -> Result<(), Problem> {
+    if caller.has_any_role(&STAFF) {
+        caller.require_platform_role(&STAFF)
+    } else {
+        caller.require_role(Role::Investor)
+    }
+}
+
+/// Staff (checked by [`require_reader`]) or the investor themself.
+fn may_read(caller: &Caller, investor: &str) -> bool {
+    caller.has_any_role(&STAFF) || caller.can_access_investor(DEFAULT_TENANT, investor, None)
 }
 
 /// A leg accepted and waiting for its NAV.
@@ -126,11 +149,21 @@ fn order_id_ok(id: &str) -> Result<(), Problem> {
 )]
 async fn get_allotment(
     State(state): State<ApiState>,
+    caller: Caller,
     ApiPath(order_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<AllotmentQuery>,
 ) -> Result<ApiJson<OrderAllotment>, Problem> {
+    require_reader(&caller)?;
     order_id_ok(&order_id)?;
     let inv = investor(&q.investor_id)?;
+    let not_found = || {
+        Problem::not_found(format!(
+            "no allotment for order {order_id} of investor {inv}"
+        ))
+    };
+    if !may_read(&caller, inv.as_str()) {
+        return Err(not_found());
+    }
     let txns = [
         transaction_id(&order_id),
         switch_out_id(&order_id),
@@ -167,9 +200,7 @@ async fn get_allotment(
         }
     }
     if transactions.is_empty() && pending.is_empty() {
-        return Err(Problem::not_found(format!(
-            "no allotment for order {order_id} of investor {inv}"
-        )));
+        return Err(not_found());
     }
     let status = if !pending.is_empty() {
         status::PENDING
@@ -222,9 +253,14 @@ pub struct InvestorLots {
 )]
 async fn get_lots(
     State(state): State<ApiState>,
+    caller: Caller,
     ApiPath(investor_id): ApiPath<String>,
 ) -> Result<ApiJson<InvestorLots>, Problem> {
+    require_reader(&caller)?;
     let inv = investor(&investor_id)?;
+    if !may_read(&caller, inv.as_str()) {
+        return Err(Problem::not_found(format!("no lots for investor {inv}")));
+    }
     let docs = state
         .store
         .query_partition(

@@ -54,9 +54,12 @@ pub fn app(ctx: &ServiceContext, config: &Config, clock: Arc<dyn Clock>) -> Serv
     ServiceApp::new()
         .consumer(GROUP, Arc::new(handler::Handler { engine }))
         .task("nav-wait-sweeper", sweeper.run(shutdown))
-        .routes(api::router(api::ApiState {
-            store: ctx.store.clone(),
-        }))
+        .routes(api::router(
+            api::ApiState {
+                store: ctx.store.clone(),
+            },
+            nivesh_auth::Authenticator::new(&ctx.settings.auth),
+        ))
         .openapi(api::ApiDoc::openapi())
 }
 

@@ -153,6 +153,75 @@ async fn paid_purchase_waits_for_the_nav_and_is_allotted() {
     let (status, _, _) = svc.get_json("/v1/investors/no%20such/lots").await;
     assert_eq!(status, 400);
 
+    // Access: ops/admin any investor, the investor their own (another's is a 404 like a missing
+    // one), other roles 403, no token 401.
+    let idp = &svc.idp;
+    let own = format!("/v1/allotments/{order}?investorId={inv}");
+    let lots_path = format!("/v1/investors/{inv}/lots");
+    let other = "INV0002";
+    let cases: Vec<(String, Option<String>, u16, u16)> = vec![
+        ("no token".into(), None, 401, 401),
+        ("garbage".into(), Some("Bearer x.y.z".into()), 401, 401),
+        ("the investor".into(), Some(idp.investor(inv)), 200, 200),
+        (
+            "another investor".into(),
+            Some(idp.investor(other)),
+            404,
+            404,
+        ),
+        (
+            "distributor".into(),
+            Some(idp.distributor("DST001")),
+            403,
+            403,
+        ),
+        (
+            "compliance".into(),
+            Some(idp.role(nivesh_testkit::Role::Compliance)),
+            403,
+            403,
+        ),
+        ("ops".into(), Some(idp.ops()), 200, 200),
+        ("admin".into(), Some(idp.admin()), 200, 200),
+        (
+            "admin of tenant acme".into(),
+            Some(
+                idp.bearer(
+                    &nivesh_testkit::DevClaims::with_roles(&[nivesh_testkit::Role::Admin])
+                        .tenant("acme"),
+                ),
+            ),
+            403,
+            403,
+        ),
+    ];
+    for (who, auth, allotment_status, lots_status) in &cases {
+        let (s, b) = svc.get_as(&own, auth.as_deref()).await;
+        assert_eq!(s, *allotment_status, "allotment as {who}: {b}");
+        let (s, b) = svc.get_as(&lots_path, auth.as_deref()).await;
+        assert_eq!(s, *lots_status, "lots as {who}: {b}");
+    }
+    // Another investor's existing allotment answers exactly like a missing order.
+    let (s, theirs) = svc.get_as(&own, Some(&idp.investor(other))).await;
+    let missing_order = oid();
+    let (s2, missing) = svc
+        .get_as(
+            &format!("/v1/allotments/{missing_order}?investorId={inv}"),
+            Some(&idp.investor(other)),
+        )
+        .await;
+    assert_eq!((s, s2), (404, 404));
+    assert_eq!(
+        theirs["detail"]
+            .as_str()
+            .unwrap()
+            .replace(&order.to_string(), "<id>"),
+        missing["detail"]
+            .as_str()
+            .unwrap()
+            .replace(&missing_order.to_string(), "<id>")
+    );
+
     // Both reads are in the OpenAPI document.
     let (status, doc, _) = svc.get_json("/openapi.json").await;
     assert_eq!(status, 200);

@@ -1,10 +1,13 @@
-//! HTTP API of the ingestor: ops upload a NAV file; anyone with access reads its report.
+//! HTTP API of the ingestor: ops upload a NAV file and read its report. Both need a bearer token
+//! (401) of an ops or admin user of the platform tenant (else 403). NAVs themselves are public:
+//! nav-publisher serves them without a token.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use nivesh_auth::{Authenticator, Caller, Role, require_auth};
 use nivesh_runtime::problem::Problem;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -22,10 +25,14 @@ pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 )]
 pub struct ApiDoc;
 
-pub fn router(ingestor: Ingestor) -> axum::Router {
+/// Who may upload NAV files and read their reports.
+const NAV_OPERATORS: [Role; 2] = [Role::Ops, Role::Admin];
+
+pub fn router(ingestor: Ingestor, authenticator: Authenticator) -> axum::Router {
     axum::Router::new()
         .route("/v1/nav/files", post(upload_file))
         .route("/v1/nav/files/{file_id}", get(file_report))
+        .route_layer(require_auth(authenticator))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
         .with_state(ingestor)
 }
@@ -76,10 +83,12 @@ impl From<StoredRejection> for RejectedLineView {
               (status = 400, description = "bad source or unreadable file")))]
 async fn upload_file(
     State(ingestor): State<Ingestor>,
+    caller: Caller,
     Query(params): Query<UploadParams>,
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Result<Response, Problem> {
+    caller.require_platform_role(&NAV_OPERATORS)?;
     let source_name = params
         .source
         .or_else(|| headers.get("x-nav-source").and_then(|v| v.to_str().ok()).map(str::to_string))
@@ -117,9 +126,11 @@ pub struct ReportParams {
     responses((status = 200, body = FileReport), (status = 404, description = "unknown file")))]
 async fn file_report(
     State(ingestor): State<Ingestor>,
+    caller: Caller,
     Path(file_id): Path<String>,
     Query(params): Query<ReportParams>,
 ) -> Result<Json<FileReport>, Problem> {
+    caller.require_platform_role(&NAV_OPERATORS)?;
     let limit = params.limit.unwrap_or(1000).clamp(1, 1000);
     let Some((record, _)) = ingestor
         .report(&file_id, 0, 0)

@@ -51,7 +51,10 @@ pub async fn run(settings: Settings<Config>) -> nivesh_runtime::Result<()> {
         app = app.task("landing-zone", async move { zone.run(shutdown).await });
     }
     let app = app
-        .routes(api::router(ingestor))
+        .routes(api::router(
+            ingestor,
+            nivesh_auth::Authenticator::new(&ctx.settings.auth),
+        ))
         .openapi(api::ApiDoc::openapi())
         .consumer(rejections::GROUP, std::sync::Arc::new(recorder));
     run_service(ctx, app).await

@@ -1,6 +1,7 @@
 //! `GET /v1/investors/{investorId}/notifications`: what the investor was sent (or what failed),
 //! newest first, a page at a time. Served from the store (the record of what was sent).
 
+use nivesh_auth::{Authenticator, Caller, DEFAULT_TENANT, Role, require_auth};
 use std::sync::Arc;
 
 use axum::Json;
@@ -34,14 +35,21 @@ pub struct NotificationReads {
 )]
 pub struct ApiDoc;
 
-pub fn router(reads: NotificationReads) -> axum::Router {
+/// Needs a bearer token (401): ops and admins of the platform tenant read every investor's
+/// notifications (support), an investor their own; another investor's are 404 like missing
+/// ones; other roles get 403.
+pub fn router(reads: NotificationReads, authenticator: Authenticator) -> axum::Router {
     axum::Router::new()
         .route(
             "/v1/investors/{investor_id}/notifications",
             get(list_notifications),
         )
+        .route_layer(require_auth(authenticator))
         .with_state(reads)
 }
+
+/// The staff roles that read every investor's notifications.
+const STAFF: [Role; 2] = [Role::Ops, Role::Admin];
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -74,11 +82,24 @@ pub struct NotificationPage {
 )]
 async fn list_notifications(
     State(reads): State<NotificationReads>,
+    caller: Caller,
     ApiPath(investor_id): ApiPath<String>,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<NotificationPage>, Problem> {
+    if caller.has_any_role(&STAFF) {
+        caller.require_platform_role(&STAFF)?;
+    } else {
+        caller.require_role(Role::Investor)?;
+    }
     let investor =
         InvestorId::parse(&investor_id).map_err(|e| Problem::bad_request(e.to_string()))?;
+    if !caller.has_any_role(&STAFF)
+        && !caller.can_access_investor(DEFAULT_TENANT, investor.as_str(), None)
+    {
+        return Err(Problem::not_found(format!(
+            "no notifications for investor {investor}"
+        )));
+    }
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(Problem::bad_request(format!(

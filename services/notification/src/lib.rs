@@ -173,7 +173,10 @@ pub fn app(
         store: ctx.store.clone(),
     };
     Ok(ServiceApp::new()
-        .routes(api::router(reads))
+        .routes(api::router(
+            reads,
+            nivesh_auth::Authenticator::new(&ctx.settings.auth),
+        ))
         .openapi(api::ApiDoc::openapi())
         .consumer(GROUP, Arc::new(notifier)))
 }

@@ -108,6 +108,7 @@ struct Harness {
     http: reqwest::Client,
     shutdown: CancellationToken,
     handle: JoinHandle<nivesh_runtime::Result<()>>,
+    idp: nivesh_testkit::TestIdp,
 }
 
 fn registry_path() -> String {
@@ -123,7 +124,8 @@ impl Harness {
         let bootstrap = broker.bootstrap_servers();
         let dir = tempfile::tempdir().unwrap();
         let mail_dir = dir.path().join("mail");
-        let vars: Vec<(String, String)> = vec![
+        let idp = nivesh_testkit::TestIdp::start().await;
+        let mut vars: Vec<(String, String)> = vec![
             ("NIVESH__KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap.clone()),
             (
                 "NIVESH__STORE__DATA_DIR".into(),
@@ -139,6 +141,7 @@ impl Harness {
             ),
             ("NIVESH__SERVICE__SMS_URL".into(), sms_url.into()),
         ];
+        vars.extend(idp.env());
         let settings: Settings<Config> =
             load_from("notification", &ConfigSources::with_vars(vars)).expect("settings");
         let ctx = connect(&settings).await.expect("connect");
@@ -162,6 +165,7 @@ impl Harness {
                 .unwrap(),
             shutdown,
             handle,
+            idp,
         }
     }
 
@@ -173,12 +177,19 @@ impl Harness {
         kafka::produce_raw(&self.producer, topic, key, payload, Vec::new()).await;
     }
 
+    /// `GET path` as support staff (ops), who may read every investor's notifications.
     async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("GET")
+        let ops = self.idp.ops();
+        self.get_as(path, Some(&ops)).await
+    }
+
+    /// `GET path` with this `Authorization` header (`None`: without one).
+    async fn get_as(&self, path: &str, authorization: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        req.send().await.expect("GET")
     }
 
     async fn notifications(&self, investor: &str) -> Vec<Value> {
@@ -589,6 +600,26 @@ async fn notifications_are_listed_newest_first() {
         );
         let p: Value = resp.json().await.unwrap();
         assert_eq!(p["status"], 400);
+    }
+    // Access: the investor reads their own; another investor's look missing; a distributor is
+    // refused; no token is a 401 problem.
+    let own = format!("/v1/investors/{INVESTOR}/notifications");
+    let cases = [
+        (Some(h.idp.investor(INVESTOR)), 200),
+        (Some(h.idp.investor("INV0002")), 404),
+        (Some(h.idp.distributor("DST001")), 403),
+        (Some(h.idp.admin()), 200),
+        (None, 401),
+    ];
+    for (auth, want) in cases {
+        let resp = h.get_as(&own, auth.as_deref()).await;
+        assert_eq!(resp.status(), want, "{auth:?}");
+        if want != 200 {
+            assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        } else {
+            let page: Value = resp.json().await.unwrap();
+            assert_eq!(page["items"].as_array().unwrap().len(), items.len());
+        }
     }
     let doc: Value = h.get("/openapi.json").await.json().await.unwrap();
     assert!(

@@ -4,6 +4,11 @@
 //! - `GET /v1/orders/{orderId}`, `GET /v1/investors/{investorId}/orders?limit=&cursor=`.
 //! - `GET /v1/sips/{sipId}`, `POST /v1/sips/run?asOf=YYYY-MM-DD` (operations).
 //! - `GET /v1/orders/schemes/{schemeCode}`: the scheme as the order service sees it (open or not).
+//!
+//! Every route but the scheme view needs a bearer token (401 without). Orders and SIPs: the
+//! investor themself, the distributor who onboarded them (registry `distributorId`), or an
+//! admin of their tenant; other roles 403, anyone else's resources 404 exactly like missing
+//! ones (placing an order for them: the unknown-investor 422). `POST /v1/sips/run`: ops or admin.
 
 use std::sync::Arc;
 
@@ -12,6 +17,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::NaiveDate;
+use nivesh_auth::{Authenticator, Caller, DEFAULT_TENANT, Role, require_auth};
 use nivesh_domain::{InvestorId, OrderId, SchemeCode};
 use nivesh_runtime::problem::{ApiJson, ApiPath, ApiQuery, Problem};
 use nivesh_store::{IdRange, WriteOp};
@@ -51,15 +57,32 @@ use crate::sip::SipRunReport;
 )]
 pub struct ApiDoc;
 
-pub fn router(svc: Arc<OrderService>) -> axum::Router {
-    axum::Router::new()
+pub fn router(svc: Arc<OrderService>, authenticator: Authenticator) -> axum::Router {
+    let protected = axum::Router::new()
         .route("/v1/orders", post(place_order))
         .route("/v1/orders/{order_id}", get(get_order))
-        .route("/v1/orders/schemes/{scheme_code}", get(get_scheme))
         .route("/v1/investors/{investor_id}/orders", get(list_orders))
         .route("/v1/sips/run", post(run_sips))
         .route("/v1/sips/{sip_id}", get(get_sip))
+        .route_layer(require_auth(authenticator));
+    axum::Router::new()
+        .route("/v1/orders/schemes/{scheme_code}", get(get_scheme))
+        .merge(protected)
         .with_state(svc)
+}
+
+/// Who may see and act on investors' orders at all (then only their own: [`may_access`]).
+const INVESTOR_FACING: [Role; 3] = [Role::Investor, Role::Distributor, Role::Admin];
+
+/// May `caller` see/act on `investor`'s orders? The registry knows the investor's tenant and
+/// onboarding distributor; an investor it does not know is of the default tenant, onboarded by
+/// nobody (only admins and the investor themself would match, and such an investor has no
+/// orders anyway).
+fn may_access(svc: &OrderService, caller: &Caller, investor: &str) -> bool {
+    match svc.registry.get(investor) {
+        Some(i) => caller.can_access_investor(&i.tenant, investor, i.distributor_id.as_deref()),
+        None => caller.can_access_investor(DEFAULT_TENANT, investor, None),
+    }
 }
 
 /// The body of `POST /v1/orders` (fields by `kind`; decimals are strings).
@@ -102,9 +125,19 @@ pub struct OrderRequest {
     ))]
 async fn place_order(
     State(svc): State<Arc<OrderService>>,
+    caller: Caller,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Reply, Problem> {
+    caller.require_any_role(&INVESTOR_FACING)?;
+    // Someone else's investor id is answered exactly like an unregistered one (and before the
+    // idempotency key is looked at, so a replay cannot leak another investor's order either).
+    if let Some(id) = body.get("investorId").and_then(Value::as_str)
+        && let Ok(investor) = InvestorId::parse(id)
+        && !may_access(&svc, &caller, investor.as_str())
+    {
+        return Err(svc.unknown_investor(&investor));
+    }
     let key = idempotency_key(&headers)?;
     svc.submit(&key, &body).await
 }
@@ -123,14 +156,17 @@ fn parse_order_id(raw: &str) -> Result<String, Problem> {
         (status = 404, description = "unknown order", body = Problem, content_type = "application/problem+json")))]
 async fn get_order(
     State(svc): State<Arc<OrderService>>,
+    caller: Caller,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<ApiJson<Order>, Problem> {
+    caller.require_any_role(&INVESTOR_FACING)?;
     let order_id = parse_order_id(&raw)?;
     let not_found = || Problem::not_found(format!("no order {order_id}"));
     let investor = svc
         .locate(ORDER_LOCATORS, &order_id)
         .await
         .map_err(Problem::internal)?
+        .filter(|investor| may_access(&svc, &caller, investor))
         .ok_or_else(not_found)?;
     let (order, _) = svc
         .load::<Order>(ORDERS, &investor, &order_doc_id(&order_id))
@@ -178,9 +214,11 @@ fn valid_cursor(c: &str) -> bool {
         (status = 404, description = "investor not registered", body = Problem, content_type = "application/problem+json")))]
 async fn list_orders(
     State(svc): State<Arc<OrderService>>,
+    caller: Caller,
     ApiPath(raw): ApiPath<String>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<ApiJson<OrderPage>, Problem> {
+    caller.require_any_role(&INVESTOR_FACING)?;
     let investor = InvestorId::parse(&raw)
         .map_err(|e| Problem::bad_request(format!("malformed investor id: {}", e.reason())))?;
     let limit = params.limit.unwrap_or(20);
@@ -194,7 +232,9 @@ async fn list_orders(
             "malformed cursor: pass nextCursor unchanged",
         ));
     }
-    if svc.registry.get(investor.as_str()).is_none() {
+    if svc.registry.get(investor.as_str()).is_none()
+        || !may_access(&svc, &caller, investor.as_str())
+    {
         return Err(Problem::not_found(format!(
             "investor {investor} is not registered"
         )));
@@ -259,8 +299,10 @@ async fn list_orders(
         (status = 404, description = "unknown SIP", body = Problem, content_type = "application/problem+json")))]
 async fn get_sip(
     State(svc): State<Arc<OrderService>>,
+    caller: Caller,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<ApiJson<Sip>, Problem> {
+    caller.require_any_role(&INVESTOR_FACING)?;
     let sip_id = uuid::Uuid::try_parse(&raw)
         .map_err(|e| Problem::bad_request(format!("malformed SIP id: {e}")))?
         .to_string();
@@ -269,6 +311,7 @@ async fn get_sip(
         .locate(SIP_LOCATORS, &sip_id)
         .await
         .map_err(Problem::internal)?
+        .filter(|investor| may_access(&svc, &caller, investor))
         .ok_or_else(not_found)?;
     let (sip, _) = svc
         .load::<Sip>(ORDERS, &investor, &sip_doc_id(&sip_id))
@@ -294,9 +337,11 @@ pub struct RunParams {
         (status = 422, description = "asOf is after today, or the key was used for another date", body = Problem, content_type = "application/problem+json")))]
 async fn run_sips(
     State(svc): State<Arc<OrderService>>,
+    caller: Caller,
     headers: HeaderMap,
     ApiQuery(params): ApiQuery<RunParams>,
 ) -> Result<Response, Problem> {
+    caller.require_platform_role(&[Role::Ops, Role::Admin])?;
     let key = idempotency_key(&headers)?;
     let today = svc.clock.today_ist();
     let as_of = params.as_of.unwrap_or(today);

@@ -97,8 +97,9 @@ pub fn build(
         registry,
         config,
     ));
+    let authenticator = nivesh_auth::Authenticator::new(&ctx.settings.auth);
     let mut app = ServiceApp::new()
-        .routes(api::router(svc.clone()))
+        .routes(api::router(svc.clone(), authenticator))
         .openapi(api::ApiDoc::openapi())
         .consumer(GROUP, Arc::new(handler::Consumer::new(svc.clone())));
     if interval > 0 {

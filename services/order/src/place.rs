@@ -261,15 +261,21 @@ impl OrderService {
         }
     }
 
+    /// The 422 for an investor the registry does not know (also what a caller gets for an
+    /// investor they may not act for: indistinguishable on purpose).
+    pub(crate) fn unknown_investor(&self, investor: &InvestorId) -> Problem {
+        rejected(
+            "unknown_investor",
+            Problem::unprocessable(format!("investor {investor} is not registered"))
+                .with_type("urn:nivesh:problem:unknown-investor", "Unknown investor")
+                .with_field_errors([("investorId", "is not a registered investor")]),
+        )
+    }
+
     /// 422 unless the investor is in the registry with KYC VERIFIED.
     pub(crate) fn check_investor(&self, investor: &InvestorId) -> Result<(), Problem> {
         match self.registry.get(investor.as_str()) {
-            None => Err(rejected(
-                "unknown_investor",
-                Problem::unprocessable(format!("investor {investor} is not registered"))
-                    .with_type("urn:nivesh:problem:unknown-investor", "Unknown investor")
-                    .with_field_errors([("investorId", "is not a registered investor")]),
-            )),
+            None => Err(self.unknown_investor(investor)),
             Some(inv) if !inv.kyc_verified() => Err(rejected(
                 "kyc_not_verified",
                 Problem::unprocessable(format!(

@@ -1,5 +1,6 @@
 //! The seeded investor registry (`config/investors.json`) until an onboarding service owns
-//! investors: who exists and whether their KYC is VERIFIED.
+//! investors: who exists, whether their KYC is VERIFIED, their tenant and the distributor who
+//! onboarded them (for access control).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,6 +22,16 @@ pub struct Investor {
     pub email: Option<String>,
     #[serde(default)]
     pub mobile: Option<String>,
+    /// The tenant the investor belongs to (default `nivesh`).
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// The distributor who onboarded the investor (they may act for them), if any.
+    #[serde(default)]
+    pub distributor_id: Option<String>,
+}
+
+fn default_tenant() -> String {
+    nivesh_auth::DEFAULT_TENANT.to_string()
 }
 
 impl Investor {
@@ -41,7 +52,8 @@ pub struct InvestorRegistry {
 }
 
 impl InvestorRegistry {
-    /// Reads `{"investors": [{investorId, name, pan, kycStatus, email, mobile}]}`.
+    /// Reads `{"investors": [{investorId, name, pan, kycStatus, email, mobile, tenant,
+    /// distributorId}]}` (`tenant` defaults to `nivesh`, `distributorId` to none).
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             format!(
@@ -94,6 +106,26 @@ mod tests {
         assert!(reg.get("INV0001").unwrap().kyc_verified());
         assert!(!reg.get("INV0099").unwrap().kyc_verified());
         assert!(reg.get("NOPE").is_none());
+        // Access-control attributes: tenant defaults to nivesh; some investors were onboarded by
+        // a distributor.
+        assert_eq!(reg.get("INV0001").unwrap().tenant, "nivesh");
+        assert_eq!(reg.get("INV0001").unwrap().distributor_id, None);
+        assert_eq!(
+            reg.get("INV0003").unwrap().distributor_id.as_deref(),
+            Some("DST001")
+        );
+    }
+
+    #[test]
+    fn reads_tenant_and_distributor() {
+        let file = r#"{"investors":[{"investorId":"A1","name":"a","pan":"x","kycStatus":"VERIFIED",
+            "tenant":"acme","distributorId":"D7"}]}"#;
+        let reg = InvestorRegistry::from_json(file).unwrap();
+        let a = reg.get("A1").unwrap();
+        assert_eq!(
+            (a.tenant.as_str(), a.distributor_id.as_deref()),
+            ("acme", Some("D7"))
+        );
     }
 
     /// Duplicates and malformed ids are refused with a reason.

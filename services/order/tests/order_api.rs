@@ -57,7 +57,7 @@ async fn concurrently(
     let mut tasks = Vec::new();
     for i in 0..n {
         let (key, body) = request(i);
-        let (barrier, base) = (barrier.clone(), svc.base.clone());
+        let (barrier, base, admin) = (barrier.clone(), svc.base.clone(), svc.admin.clone());
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
             client
@@ -68,6 +68,7 @@ async fn concurrently(
             barrier.wait().await;
             let r = client
                 .post(format!("{base}/v1/orders"))
+                .header("authorization", admin)
                 .header("Idempotency-Key", key)
                 .json(&body)
                 .send()
@@ -827,7 +828,7 @@ async fn sip_instalments_are_placed_exactly_once() {
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(5));
     let tasks: Vec<_> = (0..5)
         .map(|i| {
-            let (barrier, base) = (barrier.clone(), svc.base.clone());
+            let (barrier, base, ops) = (barrier.clone(), svc.base.clone(), svc.idp.ops());
             tokio::spawn(async move {
                 let client = reqwest::Client::new();
                 client
@@ -838,6 +839,7 @@ async fn sip_instalments_are_placed_exactly_once() {
                 barrier.wait().await;
                 let r = client
                     .post(format!("{base}/v1/sips/run?asOf=2025-02-25"))
+                    .header("authorization", ops)
                     .header("Idempotency-Key", format!("sip-run-conc-{i:03}"))
                     .send()
                     .await

@@ -7,6 +7,9 @@
 //!   `result: "duplicate"`. The payment is located by `reference` (order id) and
 //!   `notes.investor_id` (both set by us when creating it); unknown → `404`.
 //! - `GET /v1/payments/{orderId}?investorId=..`: the payment record, its state and timeline.
+//!   Needs a bearer token (401): ops and admins (of the platform tenant) see any payment, an
+//!   investor their own (another investor's is a 404 like a missing one); other roles 403.
+//!   The webhook takes no token: the gateway authenticates it with the HMAC signature.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +20,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use nivesh_auth::{Authenticator, Caller, DEFAULT_TENANT, Role, require_auth};
 use nivesh_domain::InvestorId;
 use nivesh_domain::time::Clock;
 use nivesh_runtime::problem::{ApiPath, ApiQuery, Problem};
@@ -64,12 +68,18 @@ pub struct ApiState {
 )]
 pub struct ApiDoc;
 
-pub fn router(state: ApiState) -> axum::Router {
+pub fn router(state: ApiState, authenticator: Authenticator) -> axum::Router {
+    let lookups = axum::Router::new()
+        .route("/v1/payments/{order_id}", get(get_payment))
+        .route_layer(require_auth(authenticator));
     axum::Router::new()
         .route("/v1/payments/webhook", post(webhook))
-        .route("/v1/payments/{order_id}", get(get_payment))
+        .merge(lookups)
         .with_state(state)
 }
+
+/// The staff roles that look up any payment.
+const STAFF: [Role; 2] = [Role::Ops, Role::Admin];
 
 /// A gateway webhook (Razorpay-like).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -247,22 +257,39 @@ pub struct PaymentQuery {
     ))]
 async fn get_payment(
     State(state): State<ApiState>,
+    caller: Caller,
     ApiPath(order_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<PaymentQuery>,
 ) -> Result<Response, Problem> {
+    let staff = caller.has_any_role(&STAFF);
+    if staff {
+        caller.require_platform_role(&STAFF)?;
+    } else {
+        caller.require_role(Role::Investor)?;
+    }
     InvestorId::parse(&q.investor_id)
         .map_err(|e| Problem::bad_request(format!("investorId: {e}")))?;
+    let not_found = || {
+        Problem::not_found(format!(
+            "no payment for order {order_id} of investor {}",
+            q.investor_id
+        ))
+    };
+    // The record is stored under the order's investor: an investor may ask only for their own.
+    if !staff && !caller.can_access_investor(DEFAULT_TENANT, &q.investor_id, None) {
+        return Err(not_found());
+    }
     let found = state
         .payments
         .load(&q.investor_id, &order_id)
         .await
         .map_err(Problem::internal)?;
     let Some((record, etag)) = found else {
-        return Err(Problem::not_found(format!(
-            "no payment for order {order_id} of investor {}",
-            q.investor_id
-        )));
+        return Err(not_found());
     };
+    if !staff && !caller.can_access_investor(DEFAULT_TENANT, &record.investor_id, None) {
+        return Err(not_found());
+    }
     let mut resp = Json(record).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", etag.0)) {
         resp.headers_mut().insert(header::ETAG, v);

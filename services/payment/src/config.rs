@@ -59,7 +59,8 @@ pub struct GatewayConfig {
     pub base_url: String,
     /// The gateway's name as events report it (`PaymentInitiated::gateway`).
     pub name: String,
-    /// Whole-request timeout of one attempt (milliseconds).
+    /// Whole-request timeout of one attempt (milliseconds); never longer than what is left of
+    /// the caller's deadline.
     pub request_timeout_ms: u64,
     /// TCP/TLS connect timeout (milliseconds).
     pub connect_timeout_ms: u64,
@@ -69,10 +70,31 @@ pub struct GatewayConfig {
     pub backoff_base_ms: u64,
     /// Largest backoff ceiling (milliseconds).
     pub backoff_max_ms: u64,
-    /// Consecutive transient failures that open the circuit breaker.
-    pub breaker_failure_threshold: u32,
-    /// How long the breaker stays open before one trial call (seconds).
+    /// Retry budget: retries may add at most this share of the calls made in the last
+    /// `retry_budget_window_secs` (0.1 = 10 % extra load)...
+    pub retry_budget_ratio: f32,
+    /// ...plus this many retries per second (so a quiet service can still retry).
+    pub retry_budget_min_per_sec: u32,
+    /// The budget's window (1 to 60 seconds).
+    pub retry_budget_window_secs: u64,
+    /// Circuit breaker: the sliding window (last N calls) the rates are computed over.
+    pub breaker_window: usize,
+    /// No verdict before this many calls are in the window.
+    pub breaker_minimum_calls: usize,
+    /// Open when at least this share of the window failed transiently.
+    pub breaker_failure_rate: f64,
+    /// Open when at least this share of the window was slow...
+    pub breaker_slow_call_rate: f64,
+    /// ...where slow is at least this long (milliseconds).
+    pub breaker_slow_call_ms: u64,
+    /// How long the breaker stays open before trial calls (seconds).
     pub breaker_open_secs: u64,
+    /// Trial calls in half-open; all must be under both rates to close it.
+    pub breaker_half_open_calls: u32,
+    /// Bulkhead: gateway calls in flight at once (consumer and reconciler together).
+    pub max_concurrent_calls: usize,
+    /// How long a call waits for a bulkhead slot before failing as unavailable (milliseconds).
+    pub bulkhead_wait_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -80,13 +102,23 @@ impl Default for GatewayConfig {
         GatewayConfig {
             base_url: "http://127.0.0.1:8190".into(),
             name: "pg-sim".into(),
-            request_timeout_ms: 2_000,
+            request_timeout_ms: 3_000,
             connect_timeout_ms: 500,
-            max_attempts: 3,
+            max_attempts: 4,
             backoff_base_ms: 100,
             backoff_max_ms: 2_000,
-            breaker_failure_threshold: 5,
+            retry_budget_ratio: 0.1,
+            retry_budget_min_per_sec: 1,
+            retry_budget_window_secs: 10,
+            breaker_window: 20,
+            breaker_minimum_calls: 5,
+            breaker_failure_rate: 0.5,
+            breaker_slow_call_rate: 0.5,
+            breaker_slow_call_ms: 2_000,
             breaker_open_secs: 30,
+            breaker_half_open_calls: 3,
+            max_concurrent_calls: 32,
+            bulkhead_wait_ms: 500,
         }
     }
 }
@@ -109,6 +141,28 @@ impl GatewayConfig {
 
     pub fn breaker_open(&self) -> Duration {
         Duration::from_secs(self.breaker_open_secs)
+    }
+
+    /// The circuit breaker's thresholds.
+    pub fn breaker(&self) -> nivesh_resilience::BreakerConfig {
+        nivesh_resilience::BreakerConfig {
+            failure_rate_threshold: self.breaker_failure_rate,
+            slow_call_rate_threshold: self.breaker_slow_call_rate,
+            slow_call_duration: Duration::from_millis(self.breaker_slow_call_ms),
+            window: self.breaker_window.max(1),
+            minimum_calls: self.breaker_minimum_calls.max(1),
+            open_for: self.breaker_open(),
+            half_open_calls: self.breaker_half_open_calls.max(1),
+        }
+    }
+
+    /// The retry budget (one per gateway client).
+    pub fn retry_budget(&self) -> nivesh_resilience::RetryBudget {
+        nivesh_resilience::RetryBudget::new(
+            Duration::from_secs(self.retry_budget_window_secs),
+            self.retry_budget_min_per_sec,
+            self.retry_budget_ratio,
+        )
     }
 }
 
@@ -164,7 +218,8 @@ mod tests {
     fn defaults_need_a_secret() {
         let s = load(&[]).unwrap();
         assert_eq!(s.service.gateway.base_url, "http://127.0.0.1:8190");
-        assert_eq!(s.service.gateway.max_attempts, 3);
+        assert_eq!(s.service.gateway.max_attempts, 4);
+        assert_eq!(s.service.gateway.request_timeout_ms, 3_000);
         assert!(s.service.reconcile.enabled);
         let err = s.service.secret().unwrap_err();
         assert!(err.contains("NIVESH__SERVICE__WEBHOOK_SECRET"), "{err}");
@@ -176,7 +231,8 @@ mod tests {
         let s = load(&[
             ("NIVESH__SERVICE__GATEWAY__BASE_URL", "http://gw:9000"),
             ("NIVESH__SERVICE__GATEWAY__REQUEST_TIMEOUT_MS", "750"),
-            ("NIVESH__SERVICE__GATEWAY__BREAKER_FAILURE_THRESHOLD", "2"),
+            ("NIVESH__SERVICE__GATEWAY__BREAKER_MINIMUM_CALLS", "2"),
+            ("NIVESH__SERVICE__GATEWAY__BREAKER_SLOW_CALL_MS", "1500"),
             ("NIVESH__SERVICE__WEBHOOK_SECRET", "s3cr3t-value"),
             ("NIVESH__SERVICE__WEBHOOK_TOLERANCE_SECS", "60"),
             ("NIVESH__SERVICE__RECONCILE__MIN_AGE_SECS", "5"),
@@ -186,7 +242,11 @@ mod tests {
         let c = &s.service;
         assert_eq!(c.gateway.base_url, "http://gw:9000");
         assert_eq!(c.gateway.request_timeout(), Duration::from_millis(750));
-        assert_eq!(c.gateway.breaker_failure_threshold, 2);
+        assert_eq!(c.gateway.breaker().minimum_calls, 2);
+        assert_eq!(
+            c.gateway.breaker().slow_call_duration,
+            Duration::from_millis(1500)
+        );
         assert_eq!(c.secret().unwrap().expose_secret(), "s3cr3t-value");
         assert_eq!(c.webhook_tolerance(), Duration::from_secs(60));
         assert_eq!(c.reconcile.min_age_secs, 5);

@@ -1,7 +1,13 @@
-//! The payment gateway adapter: Razorpay-like REST over HTTP with a strict per-attempt timeout,
-//! in-call retries (exponential backoff with jitter) on transient failures only, and a circuit
-//! breaker. Every create and refund carries the gateway's own `Idempotency-Key`, so a retry (in
-//! the call, from a bus retry tier, or after a crash) never charges or refunds twice.
+//! The payment gateway adapter: Razorpay-like REST over HTTP with nivesh-resilience around
+//! every call (docs/resilience.md):
+//! - a bulkhead (`max_concurrent_calls`; a call waits at most `bulkhead_wait_ms` for a slot);
+//! - a per-attempt timeout of `min(request_timeout_ms, what is left of the task's deadline)`;
+//! - in-call retries of transient failures only, exponential backoff with full jitter, within
+//!   the gateway's retry budget (`retry_budget_ratio`: ~10 % extra load at most) and deadline;
+//! - a circuit breaker on failure rate and slow-call rate ([`crate::breaker`]).
+//!
+//! Every create and refund carries the gateway's own `Idempotency-Key`, so a retry (in the
+//! call, from a bus retry tier, or after a crash) never charges or refunds twice.
 //!
 //! Classification of one attempt:
 //!
@@ -15,15 +21,15 @@
 //! | breaker open                             | no (no call) | -        | `CircuitOpen`           |
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use nivesh_resilience::{Backoff, Bulkhead, RetryPolicy, deadline};
 
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::backoff::Backoff;
-use crate::breaker::CircuitBreaker;
+use crate::breaker::{BREAKER_STATE_GAUGE, CircuitBreaker, DEPENDENCY};
 use crate::config::GatewayConfig;
 
 /// Histogram: seconds per gateway attempt, by `op` and `outcome`.
@@ -123,20 +129,32 @@ enum Attempt<T> {
     Broken(String),
 }
 
-/// The gateway client. Cheap to share (`Arc`), one breaker per gateway.
+/// Why one attempt did not produce the call's answer (what the retry loop sees).
+enum AttemptError {
+    /// The breaker refused: no call was made, no retry is made.
+    Open,
+    /// Retry-worthy.
+    Transient(String),
+    /// Final: the gateway misbehaved, or answered with a business refusal.
+    Final(GatewayError),
+}
+
+/// The gateway client. Cheap to share (`Arc`), one breaker, retry budget and bulkhead per
+/// gateway.
 pub struct GatewayClient {
     http: reqwest::Client,
     base: String,
-    max_attempts: u32,
-    backoff: Backoff,
-    breaker: Arc<CircuitBreaker>,
+    request_timeout: Duration,
+    retry: RetryPolicy,
+    bulkhead: Bulkhead,
+    breaker: CircuitBreaker,
 }
 
 impl std::fmt::Debug for GatewayClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GatewayClient")
             .field("base", &self.base)
-            .field("max_attempts", &self.max_attempts)
+            .field("max_attempts", &self.retry.max_attempts())
             .field("breaker", &self.breaker.state())
             .finish_non_exhaustive()
     }
@@ -156,15 +174,24 @@ impl GatewayClient {
             .connect_timeout(cfg.connect_timeout())
             .build()
             .map_err(|e| format!("gateway HTTP client: {e}"))?;
+        let backoff = cfg.backoff();
+        metrics::gauge!(BREAKER_STATE_GAUGE).set(0.0);
         Ok(GatewayClient {
             http,
             base,
-            max_attempts: cfg.max_attempts.max(1),
-            backoff: cfg.backoff(),
-            breaker: Arc::new(CircuitBreaker::new(
-                cfg.breaker_failure_threshold,
-                cfg.breaker_open(),
-            )),
+            request_timeout: cfg.request_timeout(),
+            retry: RetryPolicy::new(
+                DEPENDENCY,
+                cfg.max_attempts,
+                Backoff::new(backoff.base, backoff.max),
+                cfg.retry_budget(),
+            ),
+            bulkhead: Bulkhead::new(
+                DEPENDENCY,
+                cfg.max_concurrent_calls,
+                Duration::from_millis(cfg.bulkhead_wait_ms),
+            ),
+            breaker: CircuitBreaker::new(DEPENDENCY, cfg.breaker()),
         })
     }
 
@@ -217,50 +244,71 @@ impl GatewayClient {
         op: &'static str,
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<T, GatewayError> {
-        let mut last = String::new();
-        for attempt in 0..self.max_attempts {
-            if !self.breaker.try_acquire(Instant::now()) {
-                metrics::counter!(GATEWAY_REQUESTS, "op" => op, "outcome" => "circuit_open")
-                    .increment(1);
-                return Err(GatewayError::CircuitOpen);
+        let _slot = self
+            .bulkhead
+            .acquire()
+            .await
+            .map_err(|e| GatewayError::Unavailable(format!("{op}: {e}")))?;
+        let result = self
+            .retry
+            .run(
+                |attempt| self.attempt::<T>(op, attempt, &request),
+                |e| matches!(e, AttemptError::Transient(_)),
+            )
+            .await;
+        metrics::gauge!(BREAKER_STATE_GAUGE).set(self.breaker.state().value());
+        result.map_err(|e| match e {
+            AttemptError::Open => GatewayError::CircuitOpen,
+            AttemptError::Transient(reason) => GatewayError::Unavailable(reason),
+            AttemptError::Final(e) => e,
+        })
+    }
+
+    /// One attempt through the breaker, under `min(request timeout, deadline)`.
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        attempt: u32,
+        request: &impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<T, AttemptError> {
+        let Ok(permit) = self.breaker.try_acquire() else {
+            metrics::counter!(GATEWAY_REQUESTS, "op" => op, "outcome" => "circuit_open")
+                .increment(1);
+            return Err(AttemptError::Open);
+        };
+        let started = Instant::now();
+        let timeout = deadline::budget(self.request_timeout);
+        let (outcome, label) = match request().timeout(timeout).send().await {
+            Err(e) => {
+                let label = if e.is_timeout() {
+                    "timeout"
+                } else if e.is_connect() {
+                    "connect_error"
+                } else {
+                    "transport_error"
+                };
+                (Attempt::Transient(format!("{op}: {e}")), label)
             }
-            let started = Instant::now();
-            let (outcome, label) = match request().send().await {
-                Err(e) => {
-                    let label = if e.is_timeout() {
-                        "timeout"
-                    } else if e.is_connect() {
-                        "connect_error"
-                    } else {
-                        "transport_error"
-                    };
-                    (Attempt::Transient(format!("{op}: {e}")), label)
-                }
-                Ok(resp) => classify::<T>(op, resp).await,
-            };
-            metrics::histogram!(GATEWAY_SECONDS, "op" => op, "outcome" => label)
-                .record(started.elapsed().as_secs_f64());
-            metrics::counter!(GATEWAY_REQUESTS, "op" => op, "outcome" => label).increment(1);
-            match outcome {
-                Attempt::Done(result) => {
-                    self.breaker.on_success();
-                    return result;
-                }
-                Attempt::Broken(reason) => {
-                    self.breaker.on_failure(Instant::now());
-                    return Err(GatewayError::Unavailable(reason));
-                }
-                Attempt::Transient(reason) => {
-                    self.breaker.on_failure(Instant::now());
-                    tracing::warn!(op, attempt = attempt + 1, error = %reason, "payment gateway attempt failed");
-                    last = reason;
-                    if attempt + 1 < self.max_attempts {
-                        tokio::time::sleep(self.backoff.jittered(attempt)).await;
-                    }
-                }
+            Ok(resp) => classify::<T>(op, resp).await,
+        };
+        metrics::histogram!(GATEWAY_SECONDS, "op" => op, "outcome" => label)
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!(GATEWAY_REQUESTS, "op" => op, "outcome" => label).increment(1);
+        match outcome {
+            Attempt::Done(result) => {
+                permit.record(false);
+                result.map_err(AttemptError::Final)
+            }
+            Attempt::Broken(reason) => {
+                permit.record(true);
+                Err(AttemptError::Final(GatewayError::Unavailable(reason)))
+            }
+            Attempt::Transient(reason) => {
+                permit.record(true);
+                tracing::warn!(op, attempt = attempt + 1, error = %reason, "payment gateway attempt failed");
+                Err(AttemptError::Transient(reason))
             }
         }
-        Err(GatewayError::Unavailable(last))
     }
 }
 

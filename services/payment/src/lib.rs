@@ -68,7 +68,10 @@ pub fn build(
         wall_clock: Arc::new(SystemClock),
     };
     let mut app = ServiceApp::new()
-        .routes(api::router(api_state))
+        .routes(api::router(
+            api_state,
+            nivesh_auth::Authenticator::new(&ctx.settings.auth),
+        ))
         .openapi(api::ApiDoc::openapi())
         .consumer(GROUP, Arc::new(handler));
     if config.reconcile.enabled {

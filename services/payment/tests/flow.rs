@@ -164,6 +164,40 @@ async fn purchase_and_sip_are_collected_via_webhook() {
 
     // Another investor cannot see it; a malformed investor id is a 400 problem.
     assert_eq!(h.get_payment("INV0002", &purchase).await.0, 404);
+    // Access: ops/admin any payment, the investor their own; another investor's token gets the
+    // 404 of a missing payment (also when they name the right investor id); others 403/401.
+    let idp = &h.idp;
+    let other = idp.investor("INV0002");
+    let acme_admin = idp.bearer(
+        &nivesh_testkit::DevClaims::with_roles(&[nivesh_testkit::Role::Admin]).tenant("acme"),
+    );
+    for (who, auth, want) in [
+        ("no token", None, 401),
+        ("garbage", Some("Bearer a.b.c".to_string()), 401),
+        ("the investor", Some(idp.investor(INVESTOR)), 200),
+        ("another investor", Some(other.clone()), 404),
+        ("distributor", Some(idp.distributor("DST001")), 403),
+        (
+            "compliance",
+            Some(idp.role(nivesh_testkit::Role::Compliance)),
+            403,
+        ),
+        ("ops", Some(idp.ops()), 200),
+        ("admin", Some(idp.admin()), 200),
+        ("admin of tenant acme", Some(acme_admin), 403),
+    ] {
+        assert_eq!(
+            h.get_payment_as(INVESTOR, &purchase, auth.as_deref()).await,
+            want,
+            "GET payment as {who}"
+        );
+    }
+    assert_eq!(
+        h.get_payment_as(INVESTOR, &uuid::Uuid::now_v7().to_string(), Some(&other))
+            .await,
+        404,
+        "a missing payment looks the same"
+    );
     let bad = h
         .http
         .get(format!(

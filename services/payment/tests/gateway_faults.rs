@@ -164,14 +164,12 @@ async fn client_errors_are_not_retried() {
     ));
     assert_eq!(gw.seen.lock().unwrap().len(), 3, "one request per call");
     // Only the malformed 401 counted against the gateway's health.
-    assert_eq!(
-        client.breaker().state(),
-        BreakerState::Closed { failures: 1 }
-    );
+    assert_eq!(client.breaker().state(), BreakerState::Closed);
 }
 
-/// A gateway answering 503: each call retries up to max_attempts, the breaker opens after the
-/// threshold of consecutive failures, and then calls fail at once without reaching the gateway.
+/// A gateway answering 503: each call retries up to max_attempts, the breaker opens once the
+/// minimum number of calls is in its window and the failure rate is over the threshold, and
+/// then calls fail at once without reaching the gateway.
 #[tokio::test]
 async fn breaker_opens_and_stops_calling_the_gateway() {
     let gw = stub(Arc::new(|_, _, _| {
@@ -180,7 +178,7 @@ async fn breaker_opens_and_stops_calling_the_gateway() {
     .await;
     let mut cfg = gateway_config(&gw.url);
     cfg.max_attempts = 2;
-    cfg.breaker_failure_threshold = 3;
+    cfg.breaker_minimum_calls = 3;
     let client = GatewayClient::new(&cfg).unwrap();
     let first = client.create_payment(&create_request("o-1"), "o-1").await;
     assert!(
@@ -188,7 +186,8 @@ async fn breaker_opens_and_stops_calling_the_gateway() {
         "{first:?}"
     );
     assert_eq!(gw.seen.lock().unwrap().len(), 2);
-    // Third consecutive failure opens it; the second attempt of this call is not made.
+    // The third failed call in the window (100 % failed) opens it; the second attempt of this
+    // call is not made.
     let second = client.create_payment(&create_request("o-1"), "o-1").await;
     assert_eq!(second, Err(GatewayError::CircuitOpen));
     assert_eq!(gw.seen.lock().unwrap().len(), 3);

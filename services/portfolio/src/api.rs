@@ -8,6 +8,9 @@
 //! - `GET /v1/investors/{investorId}/portfolio/reconciliation`: holdings vs the sum of their
 //!   transactions, from the store.
 //!
+//! Every route needs a bearer token (401): the investor themself, the distributor who onboarded
+//! them or an admin of their tenant ([`crate::access`]); other roles get 403, anyone else 404.
+//!
 //! An investor id that is not well-formed is a 400 problem. An investor with no transactions
 //! gets 200 with no holdings and version 0: this service only learns investors from their
 //! transactions, and "no holdings" is the true answer for a registered investor who has not
@@ -20,6 +23,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use nivesh_auth::{Authenticator, Caller, Role, require_auth};
 use nivesh_domain::InvestorId;
 use nivesh_domain::time::Clock;
 use nivesh_runtime::problem::{ApiPath, ApiQuery, Problem};
@@ -39,6 +43,7 @@ pub const MAX_PAGE: usize = 500;
 pub struct PortfolioApi {
     pub repo: Repo,
     pub clock: Arc<dyn Clock>,
+    pub directory: Arc<crate::access::InvestorDirectory>,
 }
 
 #[derive(OpenApi)]
@@ -57,7 +62,7 @@ pub struct PortfolioApi {
 )]
 pub struct ApiDoc;
 
-pub fn router(api: PortfolioApi) -> axum::Router {
+pub fn router(api: PortfolioApi, authenticator: Authenticator) -> axum::Router {
     axum::Router::new()
         .route("/v1/investors/{investor_id}/portfolio", get(get_portfolio))
         .route(
@@ -68,13 +73,27 @@ pub fn router(api: PortfolioApi) -> axum::Router {
             "/v1/investors/{investor_id}/portfolio/reconciliation",
             get(get_reconciliation),
         )
+        .route_layer(require_auth(authenticator))
         .with_state(api)
 }
 
-fn investor(raw: &str) -> Result<String, Problem> {
-    InvestorId::parse(raw)
+/// The roles that may read portfolios at all (then only those they may access).
+const INVESTOR_FACING: [Role; 3] = [Role::Investor, Role::Distributor, Role::Admin];
+
+/// The well-formed investor id of the path, if `caller` may read that investor's portfolio:
+/// 403 for a role that never may, 404 for someone else's investor (whether or not it exists).
+fn investor(api: &PortfolioApi, caller: &Caller, raw: &str) -> Result<String, Problem> {
+    caller.require_any_role(&INVESTOR_FACING)?;
+    let investor = InvestorId::parse(raw)
         .map(|i| i.to_string())
-        .map_err(|e| Problem::bad_request(e.to_string()))
+        .map_err(|e| Problem::bad_request(e.to_string()))?;
+    if api.directory.may_access(caller, &investor) {
+        Ok(investor)
+    } else {
+        Err(Problem::not_found(format!(
+            "no portfolio for investor {investor}"
+        )))
+    }
 }
 
 fn internal(e: RepoError) -> Problem {
@@ -102,10 +121,11 @@ fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
               (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed investor id")))]
 async fn get_portfolio(
     State(api): State<PortfolioApi>,
+    caller: Caller,
     ApiPath(raw): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let investor = investor(&raw)?;
+    let investor = investor(&api, &caller, &raw)?;
     let (snapshot, source) = api.repo.holdings(&investor).await.map_err(internal)?;
     metrics::counter!("nivesh_portfolio_reads_total", "source" => source.as_str()).increment(1);
     let mut codes: Vec<String> = snapshot
@@ -166,10 +186,11 @@ pub struct TransactionPage {
               (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed investor id or paging")))]
 async fn list_transactions(
     State(api): State<PortfolioApi>,
+    caller: Caller,
     ApiPath(raw): ApiPath<String>,
     ApiQuery(p): ApiQuery<PageParams>,
 ) -> Result<Json<TransactionPage>, Problem> {
-    let investor = investor(&raw)?;
+    let investor = investor(&api, &caller, &raw)?;
     let after = p.after.unwrap_or(0);
     let limit = p.limit.unwrap_or(DEFAULT_PAGE);
     if after < 0 {
@@ -207,9 +228,10 @@ async fn list_transactions(
               (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed investor id")))]
 async fn get_reconciliation(
     State(api): State<PortfolioApi>,
+    caller: Caller,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<Reconciliation>, Problem> {
-    let investor = investor(&raw)?;
+    let investor = investor(&api, &caller, &raw)?;
     // Store only: a reconciliation of a cache would prove nothing.
     let snapshot = api
         .repo

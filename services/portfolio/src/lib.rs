@@ -10,10 +10,12 @@
 //! - [`repo`]: store (system of record) and Redis (cache-aside) access.
 //! - [`api`]: `GET /v1/investors/{investorId}/portfolio`, `.../transactions`, `.../reconciliation`.
 //! - [`model`]: stored documents, ids and cache keys.
+//! - [`access`]: who may read whose portfolio (bearer token + the investor registry).
 //!
 //! Flow: `transaction.completed` → [`handler::PortfolioHandler`] → store + outbox →
 //! `portfolio.updated` (the order service marks the order COMPLETED), then Redis.
 
+pub mod access;
 pub mod api;
 pub mod handler;
 pub mod ledger;
@@ -43,6 +45,9 @@ pub struct Config {
     pub holdings_cache_ttl_secs: u64,
     /// How long a scheme's cached latest NAV lives in Redis.
     pub nav_cache_ttl_secs: u64,
+    /// The seeded investor registry: tenant and onboarding distributor per investor, for
+    /// access control (see [`access`]).
+    pub investor_registry: std::path::PathBuf,
 }
 
 impl Default for Config {
@@ -50,6 +55,7 @@ impl Default for Config {
         Config {
             holdings_cache_ttl_secs: 600,
             nav_cache_ttl_secs: 3600,
+            investor_registry: std::path::PathBuf::from("config/investors.json"),
         }
     }
 }
@@ -75,7 +81,14 @@ pub fn app(ctx: &ServiceContext, config: &Config, clock: Arc<dyn Clock>) -> Serv
         .task("cache-invalidations", async move {
             invalidations.run_invalidations(shutdown).await
         })
-        .routes(api::router(api::PortfolioApi { repo, clock }))
+        .routes(api::router(
+            api::PortfolioApi {
+                repo,
+                clock,
+                directory: Arc::new(access::InvestorDirectory::load(&config.investor_registry)),
+            },
+            nivesh_auth::Authenticator::new(&ctx.settings.auth),
+        ))
         .openapi(api::ApiDoc::openapi())
         .consumer(GROUP, Arc::new(handler))
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, Utc};
+use nivesh_auth::TokenRequest;
 use tokio::sync::oneshot;
 
 use crate::process::{Launch, LogMode, Managed, bin_dir, wait_http_ok};
@@ -134,6 +135,49 @@ struct Aux {
 }
 
 const CLOCK_ENV: &str = "NIVESH__CLOCK__OFFSET_SECONDS";
+/// The KRA simulator (tools/kra-sim) that onboarding registers KYC with.
+const KRA_SIM: &str = "kra-sim";
+const AUTH_ISSUER_ENV: &str = "NIVESH__AUTH__ISSUER";
+const AUTH_JWKS_ENV: &str = "NIVESH__AUTH__JWKS_URL";
+/// The dev identity provider's name (log prefix, data subdirectory) and fixed local port.
+const DEV_IDP: &str = "dev-idp";
+pub const DEV_IDP_PORT: u16 = 8112;
+
+/// An HTTP client that sends `Authorization: Bearer <token>` on every request.
+pub fn bearer_client(token: &str, timeout: Duration) -> Result<reqwest::Client> {
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .context("bearer token is not a valid header value")?;
+    value.set_sensitive(true);
+    let headers = [(reqwest::header::AUTHORIZATION, value)]
+        .into_iter()
+        .collect();
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .default_headers(headers)
+        .build()?)
+}
+
+/// Asks a dev identity provider (`base`, e.g. http://127.0.0.1:8112) for a token: what
+/// `nivesh token` and the fleet's tests use.
+pub async fn request_token(base: &str, request: &TokenRequest) -> Result<String> {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/dev/tokens", base.trim_end_matches('/')))
+        .json(request)
+        .send()
+        .await
+        .with_context(|| format!("calling the dev identity provider at {base}"))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.context("token response body")?;
+    if !status.is_success() {
+        return Err(anyhow!(
+            "the dev identity provider answered {status}: {body}"
+        ));
+    }
+    body["access_token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("no access_token in {body}"))
+}
 
 /// The payment gateway simulator's knobs (`nivesh-pg-sim`, tools/pg-sim).
 #[derive(Debug, Clone)]
@@ -172,7 +216,7 @@ impl Fleet {
             .map(|d| d.join("investors.json"))
             .filter(|p| p.is_file())
         {
-            for svc in ["order", "notification"] {
+            for svc in ["order", "notification", "portfolio"] {
                 opts.service_env.entry(svc.into()).or_default().push((
                     "NIVESH__SERVICE__INVESTOR_REGISTRY".into(),
                     registry.display().to_string(),
@@ -188,7 +232,7 @@ impl Fleet {
             .await
             .context("dev broker did not publish its bootstrap address within 30s")?
             .context("dev broker exited before publishing its bootstrap address")?;
-        Ok(Fleet {
+        let mut fleet = Fleet {
             opts,
             bootstrap,
             broker,
@@ -196,7 +240,102 @@ impl Fleet {
             reserved: BTreeMap::new(),
             aux: BTreeMap::new(),
             clock_offset_secs,
+        };
+        // Every API needs a bearer token: the identity provider comes with the broker, before
+        // any service, and every service's `[auth]` points at it.
+        fleet.start_identity_provider().await?;
+        Ok(fleet)
+    }
+
+    /// Start the dev identity provider (tools/dev-idp: port 8112 under `nivesh up`, a free port
+    /// in tests; its key under `<data_dir>/dev-idp`, kept across restarts) and point every
+    /// service's `[auth]` at it (`NIVESH__AUTH__ISSUER` / `NIVESH__AUTH__JWKS_URL`). Returns its
+    /// base URL, which is also the `iss` of its tokens.
+    pub async fn start_identity_provider(&mut self) -> Result<String> {
+        if let Some(aux) = self.aux.get(DEV_IDP) {
+            return Ok(aux.url.clone());
+        }
+        let listen = if self.opts.fixed_ports {
+            format!("127.0.0.1:{DEV_IDP_PORT}")
+        } else {
+            "127.0.0.1:0".to_string()
+        };
+        let mut launch = Launch::new(
+            DEV_IDP,
+            self.opts.bin_dir.join("nivesh-dev-idp"),
+            &self.opts.log_dir,
+        );
+        launch.log_mode = self.opts.log_mode;
+        launch.args = vec![
+            "--listen".into(),
+            listen,
+            "--data-dir".into(),
+            self.opts.data_dir.join(DEV_IDP).display().to_string(),
+        ];
+        let (tx, rx) = oneshot::channel();
+        let process = launch.spawn(Some(("DEVIDP_ADDR=", tx))).await?;
+        let addr = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .context("the dev identity provider did not publish its address within 30s")?
+            .context("the dev identity provider exited before publishing its address")?;
+        if let Some(i) = launch.args.iter().position(|a| a == "--listen") {
+            launch.args[i + 1] = addr.clone();
+        }
+        let url = format!("http://{addr}");
+        self.opts
+            .env
+            .retain(|(k, _)| k != AUTH_ISSUER_ENV && k != AUTH_JWKS_ENV);
+        self.opts.env.push((AUTH_ISSUER_ENV.into(), url.clone()));
+        self.opts
+            .env
+            .push((AUTH_JWKS_ENV.into(), format!("{url}/.well-known/jwks.json")));
+        self.aux.insert(
+            DEV_IDP.into(),
+            Aux {
+                process,
+                launch,
+                url: url.clone(),
+            },
+        );
+        Ok(url)
+    }
+
+    /// The dev identity provider's base URL.
+    pub fn identity_url(&self) -> Option<&str> {
+        self.aux.get(DEV_IDP).map(|a| a.url.as_str())
+    }
+
+    /// A bearer token from the dev identity provider (`POST /v1/dev/tokens`).
+    pub async fn token(&self, request: &TokenRequest) -> Result<String> {
+        let url = self
+            .identity_url()
+            .ok_or_else(|| anyhow!("the dev identity provider is not running"))?;
+        request_token(url, request).await
+    }
+
+    /// A token for an investor acting on their own account.
+    pub async fn investor_token(&self, investor_id: &str) -> Result<String> {
+        self.token(&TokenRequest {
+            roles: vec!["investor".into()],
+            investor_id: Some(investor_id.into()),
+            ..TokenRequest::default()
         })
+        .await
+    }
+
+    /// An HTTP client sending a bearer token of staff with `roles` on every request (tests and
+    /// tools that act for the platform: NAV uploads, reconciliation, order lookups).
+    pub async fn staff_client(&self, roles: &[&str]) -> Result<reqwest::Client> {
+        bearer_client(&self.staff_token(roles).await?, Duration::from_secs(30))
+    }
+
+    /// A token for staff with the given roles (`ops`, `compliance`, `admin`).
+    pub async fn staff_token(&self, roles: &[&str]) -> Result<String> {
+        self.token(&TokenRequest {
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            ..TokenRequest::default()
+        })
+        .await
     }
 
     /// The broker's bootstrap address (random port), handed to every service.
@@ -243,6 +382,10 @@ impl Fleet {
     /// Start one service and wait until its `/healthz` answers.
     pub async fn start(&mut self, name: &str) -> Result<String> {
         let spec = service(name).ok_or_else(|| anyhow!("unknown service {name}"))?;
+        // Onboarding needs its KRA (and the KRA's callback secret) before it can start.
+        if name == "onboarding" && !self.aux.contains_key(KRA_SIM) {
+            self.start_kra_sim().await?;
+        }
         let port = self.port_for(name)?;
         let launch = self.launch_for(spec, port);
         let process = launch.spawn(None).await?;
@@ -257,13 +400,21 @@ impl Fleet {
         let url = self.url(name)?;
         wait_http_ok(&format!("{url}/healthz"), Duration::from_secs(60))
             .await
-            .with_context(|| {
-                format!(
-                    "{name} did not come up; see {}",
-                    self.opts.log_dir.join(format!("{name}.log")).display()
-                )
-            })?;
+            .with_context(|| self.did_not_come_up(name))?;
         Ok(url)
+    }
+
+    /// The error context of a service that never answered `/healthz`: where its log is and its
+    /// last lines (a test's log directory is deleted with its temporary directory).
+    fn did_not_come_up(&self, name: &str) -> String {
+        let path = self.opts.log_dir.join(format!("{name}.log"));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+        format!(
+            "{name} did not come up; see {} (last lines:\n{tail})",
+            path.display()
+        )
     }
 
     /// The port `name` has or will get: lets another process (a webhook sender) learn a
@@ -342,6 +493,62 @@ impl Fleet {
         self.aux.get("pg-sim").map(|a| a.url.as_str())
     }
 
+    /// Start the KRA simulator (tools/kra-sim: port 8191 under `nivesh up`, a free port in
+    /// tests) with its callbacks aimed at the onboarding service (whose port is reserved now),
+    /// and configure onboarding to call it with the same HMAC secret. [`Fleet::start`] calls it
+    /// before onboarding when needed. Returns the simulator's base URL.
+    pub async fn start_kra_sim(&mut self) -> Result<String> {
+        if let Some(aux) = self.aux.get(KRA_SIM) {
+            return Ok(aux.url.clone());
+        }
+        let onboarding_port = self.port_for("onboarding")?;
+        let secret = format!("kra_{}", uuid::Uuid::new_v4().simple());
+        let listen = if self.opts.fixed_ports {
+            "127.0.0.1:8191".to_string()
+        } else {
+            "127.0.0.1:0".to_string()
+        };
+        let mut launch = Launch::new(
+            KRA_SIM,
+            self.opts.bin_dir.join("nivesh-kra-sim"),
+            &self.opts.log_dir,
+        );
+        launch.log_mode = self.opts.log_mode;
+        launch.args = vec![
+            "--listen".into(),
+            listen,
+            "--callback-url".into(),
+            format!("http://127.0.0.1:{onboarding_port}/v1/kyc/callback"),
+        ];
+        launch = launch.env("KRASIM_CALLBACK_SECRET", &secret);
+        let (tx, rx) = oneshot::channel();
+        let process = launch.spawn(Some(("KRASIM_ADDR=", tx))).await?;
+        let addr = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .context("the KRA simulator did not publish its address within 30s")?
+            .context("the KRA simulator exited before publishing its address")?;
+        if let Some(i) = launch.args.iter().position(|a| a == "--listen") {
+            launch.args[i + 1] = addr.clone();
+        }
+        let url = format!("http://{addr}");
+        self.add_service_env("onboarding", "NIVESH__SERVICE__KRA__BASE_URL", &url);
+        self.add_service_env("onboarding", "NIVESH__SERVICE__CALLBACK_SECRET", &secret);
+        self.aux.insert(
+            KRA_SIM.into(),
+            Aux {
+                process,
+                launch,
+                url: url.clone(),
+            },
+        );
+        Ok(url)
+    }
+
+    /// The KRA simulator's base URL, when started.
+    pub fn kra_url(&self) -> Option<&str> {
+        self.aux.get(KRA_SIM).map(|a| a.url.as_str())
+    }
+
     /// Move the business clock to `at` (it runs on from there): every service and the gateway
     /// simulator are stopped gracefully and started again with the new offset, on the same ports
     /// and data. End-to-end tests use it to reach the next SIP date; nothing else changes.
@@ -388,7 +595,8 @@ impl Fleet {
                 &format!("http://127.0.0.1:{port}/healthz"),
                 Duration::from_secs(60),
             )
-            .await?;
+            .await
+            .with_context(|| self.did_not_come_up(&name))?;
         }
         Ok(())
     }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use nivesh_fleet::fleet::{Fleet, FleetOptions, GatewaySim, find_repo_root, redis_reachable};
+use nivesh_fleet::fleet::{
+    Fleet, FleetOptions, GatewaySim, find_repo_root, redis_reachable, request_token,
+};
 use nivesh_fleet::ingress;
 use nivesh_fleet::process::{LogMode, bin_dir};
 
@@ -60,6 +62,38 @@ enum Cmd {
         /// The public entry point.
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         base: String,
+        /// The dev identity provider (an admin token is minted there to read every investor).
+        #[arg(long, env = "NIVESH_IDP_URL", default_value = "http://127.0.0.1:8112")]
+        idp: String,
+    },
+    /// Print a bearer token from the local dev identity provider (started by `nivesh up`), e.g.
+    /// `nivesh token --role investor --investor INV0001`, `nivesh token --role ops`. Use it as
+    /// `curl -H "Authorization: Bearer $(nivesh token --role admin)" ...`.
+    Token {
+        /// Role(s): investor, distributor, ops, compliance, admin (repeat or comma-separate).
+        #[arg(long = "role", required = true, value_delimiter = ',')]
+        roles: Vec<String>,
+        /// The investor id (`extension_InvestorId`); needed with `--role investor`.
+        #[arg(long)]
+        investor: Option<String>,
+        /// The distributor id (`extension_DistributorId`); needed with `--role distributor`.
+        #[arg(long)]
+        distributor: Option<String>,
+        /// The tenant (`tid`).
+        #[arg(long, default_value = "nivesh")]
+        tenant: String,
+        /// Subject (`sub`); default derived from the ids or roles.
+        #[arg(long)]
+        sub: Option<String>,
+        /// Scopes (`scp`), repeat or comma-separate.
+        #[arg(long = "scope", value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Lifetime in seconds (at most a day).
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        /// The dev identity provider.
+        #[arg(long, env = "NIVESH_IDP_URL", default_value = "http://127.0.0.1:8112")]
+        idp: String,
     },
     /// Print the topic catalog (name, key, partitions, retention) as JSON.
     Topics,
@@ -109,8 +143,42 @@ async fn main() -> Result<()> {
             )
             .await
         }
-        Cmd::Reconcile { bootstrap, base } => {
-            let report = nivesh_fleet::reconcile::reconcile(&bootstrap, &base).await?;
+        Cmd::Token {
+            roles,
+            investor,
+            distributor,
+            tenant,
+            sub,
+            scopes,
+            ttl,
+            idp,
+        } => {
+            let request = nivesh_auth::TokenRequest {
+                sub,
+                tenant: Some(tenant),
+                roles,
+                scopes,
+                investor_id: investor,
+                distributor_id: distributor,
+                audience: None,
+                ttl_seconds: Some(ttl),
+            };
+            println!("{}", request_token(&idp, &request).await?);
+            Ok(())
+        }
+        Cmd::Reconcile {
+            bootstrap,
+            base,
+            idp,
+        } => {
+            let admin = nivesh_auth::TokenRequest {
+                roles: vec!["admin".into()],
+                sub: Some("nivesh-reconcile".into()),
+                ttl_seconds: Some(900),
+                ..Default::default()
+            };
+            let token = request_token(&idp, &admin).await?;
+            let report = nivesh_fleet::reconcile::reconcile(&bootstrap, &base, &token).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if report.ok() {
                 println!("reconcile: OK");
@@ -202,6 +270,10 @@ async fn up(
         "payment gateway simulator: {gateway} (latency {} ms, failure rate {}; VPA failure@sim always declines)",
         sim.latency_ms, sim.failure_rate
     );
+    println!(
+        "dev identity provider: {} (tokens: `nivesh token --role investor --investor INV0001`)",
+        fleet.identity_url().unwrap_or("?")
+    );
     fleet.start_everything_but_gateway().await?;
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -219,7 +291,7 @@ async fn up(
         });
         match file.filter(|f| f.is_file()) {
             Some(f) => {
-                if let Err(e) = demo(&listen, &f).await {
+                if let Err(e) = demo(&fleet, &listen, &f).await {
                     println!("demo failed: {e:#}");
                 }
             }
@@ -268,9 +340,11 @@ fn build_binaries_when_run_by_cargo() -> Result<()> {
 
 /// Upload the real AMFI file through the public entry point and read NAVs back: the NAV
 /// pipeline's main job, end to end, across processes and the broker.
-async fn demo(listen: &str, file: &std::path::Path) -> Result<()> {
+async fn demo(fleet: &Fleet, listen: &str, file: &std::path::Path) -> Result<()> {
     let base = format!("http://{listen}");
     let client = reqwest::Client::new();
+    // Uploading NAV files is an operations task; reading NAVs is public.
+    let ops = fleet.staff_token(&["ops"]).await?;
     let body = tokio::fs::read(file).await?;
     println!(
         "\ndemo: uploading {} ({} bytes) to POST /v1/nav/files",
@@ -280,6 +354,7 @@ async fn demo(listen: &str, file: &std::path::Path) -> Result<()> {
     let started = std::time::Instant::now();
     let resp = client
         .post(format!("{base}/v1/nav/files?source=AMFI"))
+        .bearer_auth(&ops)
         .body(body)
         .send()
         .await?;
@@ -342,12 +417,13 @@ async fn demo(listen: &str, file: &std::path::Path) -> Result<()> {
     println!(
         "demo: full file report at {base}/v1/nav/files/{file_id} ; live NAVs: curl -N {base}/v1/nav/stream"
     );
-    order_demo(&client, &base).await
+    let investor = fleet.investor_token("INV0001").await?;
+    order_demo(&client, &base, &investor).await
 }
 
 /// An investor's purchase through the whole flow: order -> payment (simulated gateway, signed
 /// webhook) -> allotment at the day's NAV -> portfolio -> notification.
-async fn order_demo(client: &reqwest::Client, base: &str) -> Result<()> {
+async fn order_demo(client: &reqwest::Client, base: &str, token: &str) -> Result<()> {
     let scheme = "118834"; // Mirae Asset Large & Midcap Fund - Direct Plan - Growth
     let body = serde_json::json!({
         "investorId": "INV0001", "kind": "PURCHASE", "schemeCode": scheme,
@@ -359,6 +435,7 @@ async fn order_demo(client: &reqwest::Client, base: &str) -> Result<()> {
     let order = loop {
         let resp = client
             .post(format!("{base}/v1/orders"))
+            .bearer_auth(token)
             .header("Idempotency-Key", &key)
             .json(&body)
             .send()
@@ -380,6 +457,7 @@ async fn order_demo(client: &reqwest::Client, base: &str) -> Result<()> {
     let done = loop {
         let v: serde_json::Value = client
             .get(format!("{base}/v1/orders/{id}"))
+            .bearer_auth(token)
             .send()
             .await?
             .json()
@@ -403,6 +481,7 @@ async fn order_demo(client: &reqwest::Client, base: &str) -> Result<()> {
     );
     let portfolio: serde_json::Value = client
         .get(format!("{base}/v1/investors/INV0001/portfolio"))
+        .bearer_auth(token)
         .send()
         .await?
         .json()
@@ -411,8 +490,53 @@ async fn order_demo(client: &reqwest::Client, base: &str) -> Result<()> {
         "demo: GET /v1/investors/INV0001/portfolio:\n{}",
         serde_json::to_string_pretty(&portfolio)?
     );
+    genai_demo(client, base, token).await;
     println!(
         "demo: notifications at {base}/v1/investors/INV0001/notifications ; check everything with `nivesh reconcile`"
     );
+    println!(
+        "demo: the calls above carry bearer tokens; mint your own with `nivesh token --role investor --investor INV0001` (or --role ops / admin)"
+    );
     Ok(())
+}
+
+/// The GenAI gateway answering the investor from their own portfolio (local extractive provider:
+/// offline, grounded, with sources). Informational: a failure here is printed, not fatal.
+async fn genai_demo(client: &reqwest::Client, base: &str, token: &str) {
+    let question = "What is my portfolio worth and which fund gained most this month?";
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let resp = client
+            .post(format!("{base}/v1/genai/ask"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "question": question }))
+            .send()
+            .await;
+        let answer: Option<serde_json::Value> = match resp {
+            Ok(r) if r.status().is_success() => r.json().await.ok(),
+            _ => None,
+        };
+        // The gateway builds its read model from events: wait until it has valued the holding.
+        let ready = answer.as_ref().is_some_and(|a| {
+            let text = a["answer"].as_str().unwrap_or_default();
+            a["outcome"] == "ANSWERED"
+                && !text.contains("no holdings yet")
+                && !text.contains("is not known yet")
+        });
+        if ready || std::time::Instant::now() > deadline {
+            match answer {
+                Some(a) => {
+                    println!("\ndemo: POST /v1/genai/ask \"{question}\"");
+                    println!("demo: answer ({}): {}", a["outcome"], a["answer"]);
+                    println!("demo: grounding score {}", a["grounding"]["score"]);
+                    for s in a["sources"].as_array().into_iter().flatten() {
+                        println!("  source {} ({}): {}", s["id"], s["kind"], s["title"]);
+                    }
+                }
+                None => println!("\ndemo: the GenAI gateway did not answer within 60s"),
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

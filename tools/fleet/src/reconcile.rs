@@ -129,6 +129,27 @@ pub fn read_to_end(bootstrap: &str, topic: &str, timeout: Duration) -> Result<Ve
     Ok(out)
 }
 
+/// GET that honours rate limiting: a 429 is retried after its `Retry-After` (the check reads
+/// every order with one token, which its per-caller bucket does not allow at full speed).
+async fn get_patiently(http: &reqwest::Client, url: &str) -> Result<reqwest::Response> {
+    let mut attempts = 0;
+    loop {
+        let resp = http.get(url).send().await?;
+        attempts += 1;
+        if resp.status() != reqwest::StatusCode::TOO_MANY_REQUESTS || attempts >= 60 {
+            return Ok(resp);
+        }
+        let wait = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(1)
+            .clamp(1, 10);
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+    }
+}
+
 fn signed_units(t: &TransactionCompleted) -> Decimal {
     match t.leg.as_str() {
         leg::REDEMPTION | leg::SWITCH_OUT => -t.units,
@@ -137,10 +158,18 @@ fn signed_units(t: &TransactionCompleted) -> Decimal {
 }
 
 /// Run the check. `base` is the public entry point (or any URL routing `/v1/orders` to order and
-/// `/v1/investors/*/portfolio` to portfolio).
-pub async fn reconcile(bootstrap: &str, base: &str) -> Result<Report> {
+/// `/v1/investors/*/portfolio` to portfolio); `token` a bearer token allowed to read every
+/// investor's orders and portfolio (admin: `Fleet::staff_token(&["admin"])`, `nivesh token
+/// --role admin`).
+pub async fn reconcile(bootstrap: &str, base: &str, token: &str) -> Result<Report> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|e| anyhow!("bearer token is not a valid header value: {e}"))?;
+    bearer.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, bearer);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
+        .default_headers(headers)
         .build()?;
     let timeout = Duration::from_secs(120);
     let placed: Vec<OrderPlaced> = read_events(bootstrap, "order.placed", timeout).await?;
@@ -194,7 +223,7 @@ pub async fn reconcile(bootstrap: &str, base: &str) -> Result<Report> {
     report.orders_placed = orders.len();
     let allotted: BTreeSet<&str> = txns.iter().map(|t| t.order_id.as_str()).collect();
     for id in orders.keys() {
-        let resp = http.get(format!("{base}/v1/orders/{id}")).send().await?;
+        let resp = get_patiently(&http, &format!("{base}/v1/orders/{id}")).await?;
         let status = resp.status();
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
         let s = body["status"].as_str().unwrap_or("UNKNOWN").to_string();
@@ -225,10 +254,8 @@ pub async fn reconcile(bootstrap: &str, base: &str) -> Result<Report> {
             .or_default() += signed_units(t);
     }
     for (investor, schemes) in &expected {
-        let resp = http
-            .get(format!("{base}/v1/investors/{investor}/portfolio"))
-            .send()
-            .await?;
+        let resp =
+            get_patiently(&http, &format!("{base}/v1/investors/{investor}/portfolio")).await?;
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
         let mut held: BTreeMap<String, Decimal> = BTreeMap::new();
         for h in body["holdings"].as_array().into_iter().flatten() {

@@ -46,6 +46,31 @@ pub const ROUTES: &[Route] = &[
         pattern: "/v1/genai",
         service: "genai-gateway",
     },
+    Route {
+        pattern: "/v1/compliance",
+        service: "compliance",
+    },
+    // Onboarding: after every `/v1/investors/*/<x>` route of other services (first match wins).
+    Route {
+        pattern: "/v1/leads",
+        service: "onboarding",
+    },
+    Route {
+        pattern: "/v1/investors",
+        service: "onboarding",
+    },
+    Route {
+        pattern: "/v1/distributors",
+        service: "onboarding",
+    },
+    Route {
+        pattern: "/v1/kyc",
+        service: "onboarding",
+    },
+    Route {
+        pattern: "/v1/commission",
+        service: "onboarding",
+    },
 ];
 
 /// The service owning `path`, if any.
@@ -78,7 +103,9 @@ mod tests {
         assert_eq!(owner("/v1/navigate"), None);
         assert_eq!(owner("/v1/investors/INV1/portfolio"), Some("portfolio"));
         assert_eq!(owner("/v1/investors/INV1/orders"), Some("order"));
-        assert_eq!(owner("/v1/investors/INV1"), None);
+        assert_eq!(owner("/v1/investors/INV1"), Some("onboarding"));
+        assert_eq!(owner("/v1/investors"), Some("onboarding"));
+        assert_eq!(owner("/v1/distributors/D1/commissions"), Some("onboarding"));
         assert_eq!(owner("/v1/orders/0192"), Some("order"));
         assert_eq!(owner("/v2/orders"), None);
     }

@@ -57,6 +57,16 @@ pub const SERVICES: &[ServiceSpec] = &[
         binary: "nivesh-allotment",
         port: 8109,
     },
+    ServiceSpec {
+        name: "onboarding",
+        binary: "nivesh-onboarding",
+        port: 8110,
+    },
+    ServiceSpec {
+        name: "compliance",
+        binary: "nivesh-compliance",
+        port: 8111,
+    },
 ];
 
 pub fn service(name: &str) -> Option<&'static ServiceSpec> {

@@ -89,7 +89,8 @@ async fn pending_purchase_survives_a_crash_and_allots_once() {
     let mut fleet = Fleet::start_broker(opts).await.expect("broker");
     let base = fleet.start("allotment").await.expect("allotment starts");
     let bootstrap = fleet.bootstrap().to_string();
-    let client = reqwest::Client::new();
+    // Allotment lookups are for ops (or the investor themself).
+    let client = fleet.staff_client(&["ops"]).await.expect("ops client");
     let (inv, scheme) = ("INV0001", "120503");
     let order = uuid::Uuid::now_v7().to_string();
     let pay = payment(&order, inv, scheme, "10000.00");

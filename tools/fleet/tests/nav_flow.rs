@@ -83,19 +83,30 @@ async fn nav_file_flows_across_processes() {
     for s in ["nav-ingestor", "nav-calculator", "nav-publisher"] {
         fleet.start(s).await.expect("service starts");
     }
-    let client = reqwest::Client::new();
+    // Uploading is for ops; the publisher's reads are public (the client's token is ignored).
+    let client = fleet.staff_client(&["ops"]).await.expect("ops client");
     let (ingestor, publisher) = (
         fleet.url("nav-ingestor").unwrap(),
         fleet.url("nav-publisher").unwrap(),
     );
 
     let (body, expected) = common::amfi_file(200, "25-Feb-2025");
+    // Without a token (or as an investor) the ingestor refuses the upload before reading it.
+    let bare = reqwest::Client::new();
+    assert_eq!(upload(&bare, &ingestor, body.clone()).await.0, 401);
+    let investor = nivesh_fleet::fleet::bearer_client(
+        &fleet.investor_token("INV0001").await.unwrap(),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(upload(&investor, &ingestor, body.clone()).await.0, 403);
     let (status, report) = upload(&client, &ingestor, body.clone()).await;
     assert_eq!(status, 201, "{report}");
     assert_eq!(report["published"], 200, "{report}");
     assert_eq!(report["rejected"], 0, "{report}");
+    // NAVs are public data: read back without any token.
     wait_all_readable(
-        &client,
+        &bare,
         &publisher,
         &expected,
         "2025-02-25",
@@ -150,7 +161,7 @@ async fn consumer_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice() {
     for s in ["nav-ingestor", "nav-calculator", "nav-publisher"] {
         fleet.start(s).await.expect("service starts");
     }
-    let client = reqwest::Client::new();
+    let client = fleet.staff_client(&["ops"]).await.expect("ops client");
     let (ingestor, calculator, publisher) = (
         fleet.url("nav-ingestor").unwrap(),
         fleet.url("nav-calculator").unwrap(),

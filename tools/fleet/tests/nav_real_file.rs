@@ -72,7 +72,7 @@ async fn real_amfi_file_is_published_exactly() {
     for s in ["nav-ingestor", "nav-calculator", "nav-publisher"] {
         fleet.start(s).await.unwrap();
     }
-    let client = reqwest::Client::new();
+    let client = fleet.staff_client(&["ops"]).await.unwrap();
     let (ingestor, publisher) = (
         fleet.url("nav-ingestor").unwrap(),
         fleet.url("nav-publisher").unwrap(),
@@ -217,7 +217,7 @@ async fn reuploads_are_noops_and_corrections_touch_only_changed_rows() {
         fleet.start(s).await.unwrap();
     }
     let bootstrap = fleet.bootstrap().to_string();
-    let client = reqwest::Client::new();
+    let client = fleet.staff_client(&["ops"]).await.unwrap();
     let ingestor = fleet.url("nav-ingestor").unwrap();
     let (body, expected) = common::amfi_file(300, "25-Feb-2025");
     for i in 0..5 {
@@ -333,7 +333,7 @@ async fn nav_reads_survive_redis_outage() {
     for s in ["nav-ingestor", "nav-calculator", "nav-publisher"] {
         fleet.start(s).await.unwrap();
     }
-    let client = reqwest::Client::new();
+    let client = fleet.staff_client(&["ops"]).await.unwrap();
     let (ingestor, publisher) = (
         fleet.url("nav-ingestor").unwrap(),
         fleet.url("nav-publisher").unwrap(),

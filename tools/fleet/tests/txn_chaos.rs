@@ -32,10 +32,12 @@ async fn kill_and_restart_each_transaction_service_under_load() {
         return;
     };
     let bootstrap = fleet.bootstrap().to_string();
-    let c = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    // Admin: may place and read orders of every investor of the tenant.
+    let c = nivesh_fleet::fleet::bearer_client(
+        &fleet.staff_token(&["admin"]).await.expect("admin token"),
+        Duration::from_secs(10),
+    )
+    .unwrap();
     // Wait until both schemes are orderable (the NAV day is still being published).
     for scheme in [EQUITY, INDEX] {
         place(
@@ -131,9 +133,10 @@ async fn kill_and_restart_each_transaction_service_under_load() {
 
     // Everything settles: every order terminal, no duplicates, holdings = transactions.
     let base = router(&fleet);
+    let admin = fleet.staff_token(&["admin"]).await.expect("admin token");
     let deadline = Instant::now() + Duration::from_secs(900);
     let report = loop {
-        let report = reconcile(&bootstrap, &base).await.unwrap();
+        let report = reconcile(&bootstrap, &base, &admin).await.unwrap();
         if report.ok() || Instant::now() > deadline {
             break report;
         }

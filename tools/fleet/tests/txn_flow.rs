@@ -57,7 +57,9 @@ async fn orders_flow_end_to_end_on_the_real_nav_day() {
     let bootstrap = fleet.bootstrap().to_string();
     let portfolio = fleet.url("portfolio").unwrap();
     let notification = fleet.url("notification").unwrap();
-    let c = reqwest::Client::new();
+    // Admin: places and reads orders of every investor of the tenant, runs SIPs, reads
+    // allotments and payments; investor-scoped checks below use investor tokens.
+    let c = fleet.staff_client(&["admin"]).await.expect("admin client");
 
     // 1. Purchase: units equal the independently computed figure.
     let placed = place(
@@ -85,6 +87,43 @@ async fn orders_flow_end_to_end_on_the_real_nav_day() {
         .collect();
     for s in ["PLACED", "PAYMENT_PENDING", "PAID", "ALLOTTED", "COMPLETED"] {
         assert!(statuses.contains(&s), "timeline lacks {s}: {statuses:?}");
+    }
+    // Every service checks the same dev-idp tokens itself: INV0002 sees their order, payment,
+    // allotment and portfolio; INV0001 gets 404s for them; no token is a 401.
+    let own = nivesh_fleet::fleet::bearer_client(
+        &fleet.investor_token("INV0002").await.unwrap(),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let other = nivesh_fleet::fleet::bearer_client(
+        &fleet.investor_token("INV0001").await.unwrap(),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let reads = [
+        format!("{order}/v1/orders/{purchase_id}"),
+        format!("{portfolio}/v1/investors/INV0002/portfolio"),
+        format!(
+            "{}/v1/payments/{purchase_id}?investorId=INV0002",
+            fleet.url("payment").unwrap()
+        ),
+        format!(
+            "{}/v1/allotments/{purchase_id}?investorId=INV0002",
+            fleet.url("allotment").unwrap()
+        ),
+    ];
+    for url in &reads {
+        assert_eq!(get_json(&own, url).await.0, 200, "own: {url}");
+        assert_eq!(
+            get_json(&other, url).await.0,
+            404,
+            "another investor: {url}"
+        );
+        assert_eq!(
+            get_json(&reqwest::Client::new(), url).await.0,
+            401,
+            "no token: {url}"
+        );
     }
 
     // 2. Partial redemption the same day: 1 % exit load (equity, held < 365 days).
@@ -359,7 +398,8 @@ async fn orders_flow_end_to_end_on_the_real_nav_day() {
     assert_eq!(before, after, "bad input published nothing");
 
     // 8. The reconciliation check over everything above.
-    let report = reconcile(&bootstrap, &order_and_portfolio(&fleet))
+    let admin = fleet.staff_token(&["admin"]).await.unwrap();
+    let report = reconcile(&bootstrap, &order_and_portfolio(&fleet), &admin)
         .await
         .unwrap();
     assert!(report.ok(), "{report:#?}");

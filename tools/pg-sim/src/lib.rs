@@ -11,6 +11,10 @@
 //! - `GET /payments?reference=<order id>`: every payment with that reference (inspection: tests
 //!   assert exactly one charge per order).
 //! - `GET /healthz`.
+//! - Fault injection at runtime (tests and drills): `POST /admin/latency` with
+//!   `{"response_ms": N}` delays every REST answer above by N ms from now on (0 restores);
+//!   `GET /admin/stats` reports `{"api_calls": n, "response_ms": N}` (REST requests received,
+//!   so a test can count what reached the gateway).
 //!
 //! Errors are `{"error": {"code": "BAD_REQUEST_ERROR", "description": ".."}}` with a 4xx.
 //!
@@ -141,6 +145,10 @@ struct Ledger {
 }
 
 struct Inner {
+    /// Delay before every REST answer (milliseconds), changed at runtime by `/admin/latency`.
+    response_ms: std::sync::atomic::AtomicU64,
+    /// REST requests received.
+    api_calls: std::sync::atomic::AtomicU64,
     config: SimConfig,
     state: Mutex<Ledger>,
     rng: Mutex<StdRng>,
@@ -161,6 +169,8 @@ impl Sim {
             .expect("reqwest client builds with static settings");
         Sim {
             inner: Arc::new(Inner {
+                response_ms: std::sync::atomic::AtomicU64::new(0),
+                api_calls: std::sync::atomic::AtomicU64::new(0),
                 rng: Mutex::new(StdRng::seed_from_u64(config.seed)),
                 config,
                 state: Mutex::new(Ledger::default()),
@@ -171,6 +181,21 @@ impl Sim {
 
     pub fn config(&self) -> &SimConfig {
         &self.inner.config
+    }
+
+    /// Delay every REST answer by `delay` from now on (zero restores).
+    pub fn set_response_delay(&self, delay: Duration) {
+        self.inner.response_ms.store(
+            delay.as_millis() as u64,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+
+    /// REST requests received so far (payments, refunds, lookups).
+    pub fn api_calls(&self) -> u64 {
+        self.inner
+            .api_calls
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The gateway's "now" (wall clock plus the configured offset).
@@ -327,11 +352,52 @@ impl Sim {
 /// The gateway's REST API.
 pub fn router(sim: Sim) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
         .route("/payments", post(create_payment).get(list_payments))
         .route("/payments/{id}", get(get_payment))
         .route("/payments/{id}/refunds", post(create_refund))
+        .route_layer(axum::middleware::from_fn_with_state(
+            sim.clone(),
+            count_and_delay,
+        ))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/admin/latency", post(set_latency))
+        .route("/admin/stats", get(stats))
         .with_state(sim)
+}
+
+/// Counts every REST request and holds it for the configured response delay.
+async fn count_and_delay(
+    State(sim): State<Sim>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use std::sync::atomic::Ordering;
+    sim.inner.api_calls.fetch_add(1, Ordering::SeqCst);
+    let ms = sim.inner.response_ms.load(Ordering::SeqCst);
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    next.run(req).await
+}
+
+#[derive(Debug, Deserialize)]
+struct Latency {
+    response_ms: u64,
+}
+
+async fn set_latency(State(sim): State<Sim>, Json(l): Json<Latency>) -> Response {
+    sim.set_response_delay(Duration::from_millis(l.response_ms));
+    tracing::warn!(response_ms = l.response_ms, "response delay changed");
+    Json(serde_json::json!({ "response_ms": l.response_ms })).into_response()
+}
+
+async fn stats(State(sim): State<Sim>) -> Response {
+    let response_ms = sim
+        .inner
+        .response_ms
+        .load(std::sync::atomic::Ordering::SeqCst);
+    Json(serde_json::json!({ "api_calls": sim.api_calls(), "response_ms": response_ms }))
+        .into_response()
 }
 
 /// Serve `sim` on `listener` until `shutdown` resolves.

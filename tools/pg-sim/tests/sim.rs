@@ -392,3 +392,58 @@ async fn binary_prints_its_address() {
     assert_eq!(health.status(), 200);
     child.kill().await.unwrap();
 }
+
+/// The response delay changes at runtime through `/admin/latency`; `/admin/stats` counts the
+/// REST requests (not health or admin calls).
+#[tokio::test]
+async fn response_delay_is_set_at_runtime_and_calls_are_counted() {
+    let (base, sim) = start(SimConfig {
+        webhook_secret: SECRET.into(),
+        ..SimConfig::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let quick = std::time::Instant::now();
+    let r = http
+        .get(format!("{base}/payments/pay_none"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(quick.elapsed() < Duration::from_millis(400));
+
+    let r = http
+        .post(format!("{base}/admin/latency"))
+        .json(&json!({"response_ms": 600}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let slow = std::time::Instant::now();
+    let r = http
+        .get(format!("{base}/payments/pay_none"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(
+        slow.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        slow.elapsed()
+    );
+    // Health is never delayed.
+    let r = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    sim.set_response_delay(Duration::ZERO);
+    let stats: Value = http
+        .get(format!("{base}/admin/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats, json!({"api_calls": 2, "response_ms": 0}));
+    assert_eq!(sim.api_calls(), 2);
+}

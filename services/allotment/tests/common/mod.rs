@@ -50,7 +50,10 @@ pub struct Service {
     pub codec: AvroCodec,
     pub clock: Arc<FixedClock>,
     pub base: String,
+    /// Sends an ops bearer token by default.
     pub http: reqwest::Client,
+    /// The identity provider the service trusts.
+    pub idp: nivesh_testkit::TestIdp,
     store_path: std::path::PathBuf,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<nivesh_runtime::Result<()>>>,
@@ -63,13 +66,18 @@ impl Service {
         let broker = DevBroker::start(1).expect("dev broker");
         let bootstrap = broker.bootstrap_servers();
         let tmp = tempfile::tempdir().expect("temp dir");
-        let vars = [
+        let idp = nivesh_testkit::TestIdp::start().await;
+        let mut vars: Vec<(String, String)> = [
             ("NIVESH__KAFKA__BOOTSTRAP_SERVERS", bootstrap.clone()),
             ("NIVESH__STORE__DATA_DIR", tmp.path().display().to_string()),
             ("NIVESH__REDIS__URL", String::new()),
             ("NIVESH__TELEMETRY__LOG_LEVEL", "warn".into()),
             ("NIVESH__HTTP__SHUTDOWN_TIMEOUT_SECS", "10".into()),
-        ];
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        vars.extend(idp.env());
         let settings =
             load_from::<Config>("allotment", &ConfigSources::with_vars(vars)).expect("settings");
         let kafka = settings
@@ -106,10 +114,20 @@ impl Service {
             codec: AvroCodec::single_object(),
             clock,
             base: format!("http://{addr}"),
+            // Ops reads every investor's ledger; access tests send their own token.
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
+                .default_headers(
+                    [(
+                        reqwest::header::AUTHORIZATION,
+                        idp.ops().parse().expect("header value"),
+                    )]
+                    .into_iter()
+                    .collect(),
+                )
                 .build()
                 .unwrap(),
+            idp,
             store_path,
             shutdown,
             handle: Some(handle),
@@ -160,6 +178,21 @@ impl Service {
 
     pub async fn place(&self, o: &OrderPlaced) {
         self.send("order.placed", &o.investor_id, o).await;
+    }
+
+    /// `GET path` with `authorization` (`None`: no header): status and JSON body.
+    pub async fn get_as(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = reqwest::Client::new().get(format!("{}{path}", self.base));
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        let resp = req.send().await.expect("http");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or_default())
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value, String) {

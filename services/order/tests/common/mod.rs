@@ -15,7 +15,7 @@ use nivesh_domain::time::FixedClock;
 use nivesh_events::{AvroCodec, Event, EventMeta, NavPublished};
 use nivesh_runtime::config::{ConfigSources, load_from};
 use nivesh_runtime::service::{connect, run_on};
-use nivesh_testkit::kafka;
+use nivesh_testkit::{TestIdp, kafka};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use rust_decimal::Decimal;
@@ -36,7 +36,13 @@ pub const CLOSED: &str = "111111";
 pub struct Svc {
     pub bootstrap: String,
     pub base: String,
+    /// Sends an admin bearer token by default (admins see every investor of their tenant);
+    /// access-control tests send their own `Authorization` header or use a bare client.
     pub http: reqwest::Client,
+    /// The identity provider the service trusts.
+    pub idp: TestIdp,
+    /// `Bearer <admin token>`.
+    pub admin: String,
     pub clock: Arc<FixedClock>,
     pub producer: BusProducer,
     pub codec: AvroCodec,
@@ -57,6 +63,8 @@ pub async fn start() -> Svc {
 }
 
 pub async fn start_with(extra: &[(&str, &str)]) -> Svc {
+    let idp = TestIdp::start().await;
+    let admin = idp.admin();
     let broker = DevBroker::start(1).expect("dev broker");
     let bootstrap = broker.bootstrap_servers();
     let tmp = tempfile::tempdir().unwrap();
@@ -77,6 +85,7 @@ pub async fn start_with(extra: &[(&str, &str)]) -> Svc {
         ),
         ("NIVESH__SERVICE__SIP_RUN_INTERVAL_SECS".into(), "0".into()),
     ];
+    vars.extend(idp.env());
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let settings = load_from::<nivesh_order::Config>("order", &ConfigSources::with_vars(vars))
         .expect("settings");
@@ -99,8 +108,18 @@ pub async fn start_with(extra: &[(&str, &str)]) -> Svc {
         base: format!("http://{addr}"),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .default_headers(
+                [(
+                    reqwest::header::AUTHORIZATION,
+                    admin.parse().expect("header value"),
+                )]
+                .into_iter()
+                .collect(),
+            )
             .build()
             .unwrap(),
+        idp,
+        admin,
         clock,
         producer,
         codec,
@@ -204,6 +223,27 @@ impl Svc {
 
     pub async fn get(&self, path: &str) -> Resp {
         Resp::from(self.http.get(self.url(path)).send().await.expect("GET")).await
+    }
+
+    /// `method path` with `authorization` (`None`: no header at all) and an optional JSON body.
+    pub async fn call_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        authorization: Option<&str>,
+        body: Option<&Value>,
+    ) -> Resp {
+        let bare = reqwest::Client::new();
+        let mut req = bare
+            .request(method, self.url(path))
+            .header("Idempotency-Key", format!("k-{}", uuid_like()));
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        Resp::from(req.send().await.expect("request")).await
     }
 
     pub async fn order(&self, order_id: &str) -> Value {
@@ -325,6 +365,17 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
+}
+
+/// A fresh idempotency-key suffix.
+pub fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 pub fn meta<E: Event>(producer: &str) -> EventMeta {

@@ -69,7 +69,10 @@ pub struct Harness {
     pub codec: AvroCodec,
     pub base: String,
     pub sim: Option<Sim>,
+    /// Sends an ops bearer token by default (webhooks go through a bare client).
     pub http: reqwest::Client,
+    /// The identity provider the service trusts.
+    pub idp: nivesh_testkit::TestIdp,
     shutdown: CancellationToken,
     task: Option<JoinHandle<nivesh_runtime::Result<()>>>,
     _tmp: tempfile::TempDir,
@@ -98,7 +101,8 @@ impl Harness {
 
         let data_dir = tmp.path().display().to_string();
         let prefix = format!("{}:", nivesh_testkit::unique("payment-it"));
-        let vars: Vec<(String, String)> = vec![
+        let idp = nivesh_testkit::TestIdp::start().await;
+        let mut vars: Vec<(String, String)> = vec![
             ("NIVESH__KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap.clone()),
             ("NIVESH__STORE__DATA_DIR".into(), data_dir),
             ("NIVESH__REDIS__URL".into(), nivesh_testkit::redis_url()),
@@ -131,6 +135,7 @@ impl Harness {
                 opts.expire_after_secs.to_string(),
             ),
         ];
+        vars.extend(idp.env());
         let settings =
             load_from::<nivesh_payment::Config>("payment", &ConfigSources::with_vars(vars))
                 .expect("settings");
@@ -151,7 +156,18 @@ impl Harness {
             codec: AvroCodec::single_object(),
             base,
             sim,
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .default_headers(
+                    [(
+                        reqwest::header::AUTHORIZATION,
+                        idp.ops().parse().expect("header value"),
+                    )]
+                    .into_iter()
+                    .collect(),
+                )
+                .build()
+                .unwrap(),
+            idp,
             shutdown,
             task: Some(task),
             _tmp: tmp,
@@ -216,6 +232,23 @@ impl Harness {
             .collect()
     }
 
+    /// `GET /v1/payments/{order}?investorId=` as `authorization` (`None`: no header).
+    pub async fn get_payment_as(
+        &self,
+        investor: &str,
+        order: &str,
+        authorization: Option<&str>,
+    ) -> u16 {
+        let mut req = reqwest::Client::new().get(format!(
+            "{}/v1/payments/{order}?investorId={investor}",
+            self.base
+        ));
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        req.send().await.unwrap().status().as_u16()
+    }
+
     /// `GET /v1/payments/{order}?investorId=`.
     pub async fn get_payment(&self, investor: &str, order: &str) -> (u16, serde_json::Value) {
         let r = self
@@ -238,8 +271,8 @@ impl Harness {
         timestamp: Option<String>,
         signature: Option<String>,
     ) -> reqwest::Response {
-        let mut req = self
-            .http
+        // No bearer token: the gateway authenticates webhooks with the HMAC signature only.
+        let mut req = reqwest::Client::new()
             .post(format!("{}/v1/payments/webhook", self.base))
             .header("content-type", "application/json")
             .body(body.to_vec());
@@ -414,7 +447,7 @@ pub fn gateway_config(url: &str) -> GatewayConfig {
         max_attempts: 3,
         backoff_base_ms: 10,
         backoff_max_ms: 50,
-        breaker_failure_threshold: 50,
+        breaker_minimum_calls: 50,
         breaker_open_secs: 60,
         ..GatewayConfig::default()
     }

@@ -56,7 +56,10 @@ pub struct Service {
     pub store: Arc<EmbeddedStore>,
     pub cache: Arc<dyn Cache>,
     pub base: String,
+    /// Sends an admin bearer token by default; access tests send their own.
     pub http: reqwest::Client,
+    /// The identity provider the service trusts.
+    pub idp: nivesh_testkit::TestIdp,
     shutdown: CancellationToken,
     handle: JoinHandle<nivesh_runtime::Result<()>>,
     _tmp: tempfile::TempDir,
@@ -75,7 +78,14 @@ impl Service {
             .unwrap();
         let bootstrap = broker.bootstrap_servers();
         let tmp = tempfile::tempdir().unwrap();
-        let vars: Vec<(String, String)> = vec![
+        let idp = nivesh_testkit::TestIdp::start().await;
+        let registry =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/investors.json");
+        let mut vars: Vec<(String, String)> = vec![
+            (
+                "NIVESH__SERVICE__INVESTOR_REGISTRY".into(),
+                registry.display().to_string(),
+            ),
             ("NIVESH__KAFKA__BOOTSTRAP_SERVERS".into(), bootstrap.clone()),
             (
                 "NIVESH__STORE__DATA_DIR".into(),
@@ -85,6 +95,7 @@ impl Service {
             ("NIVESH__TELEMETRY__LOG_LEVEL".into(), "warn".into()),
             ("NIVESH__HTTP__SHUTDOWN_TIMEOUT_SECS".into(), "5".into()),
         ];
+        vars.extend(idp.env());
         let settings =
             load_from::<Config>("portfolio", &ConfigSources::with_vars(vars)).expect("settings");
         let kafka = settings.kafka.to_bus("portfolio").expect("kafka settings");
@@ -115,7 +126,18 @@ impl Service {
             store,
             cache,
             base,
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .default_headers(
+                    [(
+                        reqwest::header::AUTHORIZATION,
+                        idp.admin().parse().expect("header value"),
+                    )]
+                    .into_iter()
+                    .collect(),
+                )
+                .build()
+                .unwrap(),
+            idp,
             shutdown,
             handle,
             _tmp: tmp,

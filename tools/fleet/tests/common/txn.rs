@@ -32,7 +32,7 @@ pub async fn fleet_with_navs(tmp: &tempfile::TempDir, sim: GatewaySim) -> Option
     );
     let mut fleet = Fleet::start_broker(opts).await.expect("broker starts");
     fleet.start_everything(&sim).await.expect("fleet starts");
-    let client = reqwest::Client::new();
+    let client = fleet.staff_client(&["ops"]).await.expect("ops client");
     let ingestor = fleet.url("nav-ingestor").unwrap();
     let body = std::fs::read(&file).unwrap();
     let resp = client
