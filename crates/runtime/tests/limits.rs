@@ -262,7 +262,10 @@ async fn rate_limits_fail_open_when_redis_is_away() {
             ("NIVESH__REDIS__URL", &dead),
             // The per-address bucket is off by default; turn it on to have something to fail.
             ("NIVESH__HTTP__LIMITS__RATE_LIMIT__CLIENT__BURST", "1"),
-            ("NIVESH__HTTP__LIMITS__RATE_LIMIT__CLIENT__PER_SECOND", "1.0"),
+            (
+                "NIVESH__HTTP__LIMITS__RATE_LIMIT__CLIENT__PER_SECOND",
+                "1.0",
+            ),
         ],
     );
     let ctx = connect(&s).await.unwrap();
