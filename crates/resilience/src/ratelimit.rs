@@ -146,7 +146,9 @@ impl Decision {
 
     /// `X-RateLimit-*` (and `Retry-After` when refused); nothing when degraded.
     pub fn headers(&self) -> Vec<(HeaderName, HeaderValue)> {
-        if self.degraded {
+        // Degraded: no numbers to report. Limit 0: no bucket applied (every quota off), so
+        // there is no limit to advertise.
+        if self.degraded || self.limit == 0 {
             return Vec::new();
         }
         let secs = |d: Duration| HeaderValue::from(d.as_millis().div_ceil(1000) as u64);

@@ -129,6 +129,13 @@ async fn redis_killed_mid_load_no_5xx_degraded_then_full_recovery() {
         ("NIVESH__REDIS__URL", &url),
         ("NIVESH__REDIS__KEY_PREFIX", &prefix),
         ("NIVESH__REDIS__COMMAND_TIMEOUT_MS", "200"),
+        // The per-address bucket is off by default; on here so the anonymous scheme read is
+        // limited (and carries X-RateLimit-*) while Redis is up, like every other request.
+        ("NIVESH__HTTP__LIMITS__RATE_LIMIT__CLIENT__BURST", "10000"),
+        (
+            "NIVESH__HTTP__LIMITS__RATE_LIMIT__CLIENT__PER_SECOND",
+            "5000.0",
+        ),
     ])
     .await;
 
