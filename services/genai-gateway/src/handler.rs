@@ -49,6 +49,13 @@ fn json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, HandlerError> {
     serde_json::to_value(v).map_err(retryable)
 }
 
+/// The event's investor id, validated; a malformed one can never succeed.
+fn investor_id(raw: &str) -> Result<String, HandlerError> {
+    nivesh_domain::InvestorId::parse(raw)
+        .map(|id| id.to_string())
+        .map_err(|err| HandlerError::Permanent(format!("investor_id: {err}")))
+}
+
 #[async_trait]
 impl MessageHandler for GenAiHandler {
     async fn handle(&self, msg: &InboundMessage) -> Result<(), HandlerError> {
@@ -67,6 +74,17 @@ impl MessageHandler for GenAiHandler {
 }
 
 impl GenAiHandler {
+    /// Decode the record as `E`; anything else is permanent (dead-lettered with the reason).
+    async fn decode<E: nivesh_events::Event>(
+        &self,
+        msg: &InboundMessage,
+    ) -> Result<E, HandlerError> {
+        self.codec
+            .decode(&msg.payload)
+            .await
+            .map_err(|e| HandlerError::Permanent(format!("not a {} event: {e}", E::FULL_NAME)))
+    }
+
     /// Commit; an inbox conflict means "already applied".
     async fn commit(&self, batch: Batch, event_id: &str) -> Result<(), HandlerError> {
         match self.store.commit(batch).await {
@@ -81,11 +99,7 @@ impl GenAiHandler {
     }
 
     async fn on_nav(&self, msg: &InboundMessage) -> Result<(), HandlerError> {
-        let e: NavPublished = self
-            .codec
-            .decode(&msg.payload)
-            .await
-            .map_err(|e| HandlerError::Permanent(format!("not a NavPublished event: {e}")))?;
+        let e: NavPublished = self.decode(msg).await?;
         let code = nivesh_domain::SchemeCode::parse(&e.scheme_code)
             .map_err(|err| HandlerError::Permanent(format!("scheme_code: {err}")))?
             .to_string();
@@ -158,11 +172,7 @@ impl GenAiHandler {
     }
 
     async fn on_validated(&self, msg: &InboundMessage) -> Result<(), HandlerError> {
-        let e: NavValidated = self
-            .codec
-            .decode(&msg.payload)
-            .await
-            .map_err(|e| HandlerError::Permanent(format!("not a NavValidated event: {e}")))?;
+        let e: NavValidated = self.decode(msg).await?;
         if !e.anomaly {
             return Ok(());
         }
@@ -186,13 +196,8 @@ impl GenAiHandler {
     }
 
     async fn on_portfolio(&self, msg: &InboundMessage) -> Result<(), HandlerError> {
-        let e: PortfolioUpdated =
-            self.codec.decode(&msg.payload).await.map_err(|e| {
-                HandlerError::Permanent(format!("not a PortfolioUpdated event: {e}"))
-            })?;
-        let investor = nivesh_domain::InvestorId::parse(&e.investor_id)
-            .map_err(|err| HandlerError::Permanent(format!("investor_id: {err}")))?
-            .to_string();
+        let e: PortfolioUpdated = self.decode(msg).await?;
+        let investor = investor_id(&e.investor_id)?;
         let partition = investor_partition(&self.tenant, &investor);
         let event_id = e.meta.event_id.to_string();
         let id = holding_id(&e.scheme_code);
@@ -226,12 +231,8 @@ impl GenAiHandler {
     }
 
     async fn on_transaction(&self, msg: &InboundMessage) -> Result<(), HandlerError> {
-        let e: TransactionCompleted = self.codec.decode(&msg.payload).await.map_err(|e| {
-            HandlerError::Permanent(format!("not a TransactionCompleted event: {e}"))
-        })?;
-        let investor = nivesh_domain::InvestorId::parse(&e.investor_id)
-            .map_err(|err| HandlerError::Permanent(format!("investor_id: {err}")))?
-            .to_string();
+        let e: TransactionCompleted = self.decode(msg).await?;
+        let investor = investor_id(&e.investor_id)?;
         let partition = investor_partition(&self.tenant, &investor);
         let event_id = e.meta.event_id.to_string();
         let t = TxnSummary {
@@ -256,13 +257,8 @@ impl GenAiHandler {
     }
 
     async fn on_onboarded(&self, msg: &InboundMessage) -> Result<(), HandlerError> {
-        let e: InvestorOnboarded =
-            self.codec.decode(&msg.payload).await.map_err(|e| {
-                HandlerError::Permanent(format!("not an InvestorOnboarded event: {e}"))
-            })?;
-        let investor = nivesh_domain::InvestorId::parse(&e.investor_id)
-            .map_err(|err| HandlerError::Permanent(format!("investor_id: {err}")))?
-            .to_string();
+        let e: InvestorOnboarded = self.decode(msg).await?;
+        let investor = investor_id(&e.investor_id)?;
         let event_id = e.meta.event_id.to_string();
         let profile = Profile {
             name: e.name.clone(),
@@ -279,13 +275,8 @@ impl GenAiHandler {
     }
 
     async fn on_erased(&self, msg: &InboundMessage) -> Result<(), HandlerError> {
-        let e: InvestorErased =
-            self.codec.decode(&msg.payload).await.map_err(|e| {
-                HandlerError::Permanent(format!("not an InvestorErased event: {e}"))
-            })?;
-        let investor = nivesh_domain::InvestorId::parse(&e.investor_id)
-            .map_err(|err| HandlerError::Permanent(format!("investor_id: {err}")))?
-            .to_string();
+        let e: InvestorErased = self.decode(msg).await?;
+        let investor = investor_id(&e.investor_id)?;
         let partition = investor_partition(&e.tenant, &investor);
         let event_id = e.meta.event_id.to_string();
         let docs = self
