@@ -6,14 +6,61 @@ on the runtime endpoints, requests and limits, a non-root read-only container, z
 PodDisruptionBudget and exactly one autoscaler (HPA or KEDA, never both), and every public route
 is served.
 
-Usage: policy.py rendered.yaml...   Exit status 1 on any violation.
+With --repo ROOT it also reads the services' code: every service whose routes sit behind
+`require_auth(` must render NIVESH__AUTH__ISSUER, AUDIENCE and JWKS_URL (https, not the local dev
+identity provider, the issuer equal to the mesh's RequestAuthentication), and every variable a
+service's code names as required at start-up ("set NIVESH__... to") must be rendered.
+
+Usage: policy.py [--repo ROOT] rendered.yaml...   Exit status 1 on any violation.
 """
 
 from __future__ import annotations
 
+import pathlib
+import re
 import sys
 
 import yaml
+
+AUTH_ENV = ("NIVESH__AUTH__ISSUER", "NIVESH__AUTH__AUDIENCE", "NIVESH__AUTH__JWKS_URL")
+
+
+def code_requirements(root: pathlib.Path) -> tuple[set[str], dict[str, set[str]]]:
+    """Services with protected routes, and the variables each one refuses to start without."""
+    protected, required = set(), {}
+    for src in sorted((root / "services").glob("*/src")):
+        name = src.parent.name
+        text = "\n".join(f.read_text(encoding="utf-8") for f in src.rglob("*.rs"))
+        if "require_auth(" in text:
+            protected.add(name)
+        required[name] = set(re.findall(r"set (NIVESH__[A-Z0-9_]+) to", text))
+    return protected, required
+
+
+def check_code_env(objs: list[dict], protected: set[str], required: dict[str, set[str]]) -> list[str]:
+    errors = []
+    issuers = [r["issuer"] for o in objs if o["kind"] == "RequestAuthentication" for r in o["spec"].get("jwtRules", [])]
+    for d in (o for o in objs if o["kind"] == "Deployment"):
+        service = d["spec"]["template"]["metadata"].get("labels", {}).get("nivesh.example/service")
+        for c in d["spec"]["template"]["spec"].get("containers", []):
+            cid = f"{d['metadata']['name']}/{c['name']}"
+            env = {e["name"]: e for e in c.get("env", [])}
+            if service in protected:
+                for var in AUTH_ENV:
+                    value = (env.get(var) or {}).get("value", "")
+                    if not value:
+                        errors.append(f"{cid}: has protected routes but renders no {var}")
+                    elif var != "NIVESH__AUTH__AUDIENCE" and (
+                        not value.startswith("https://") or re.search(r"//(127\.|localhost)", value)
+                    ):
+                        errors.append(f"{cid}: {var} must be the identity provider's https URL, is {value!r}")
+                issuer = (env.get("NIVESH__AUTH__ISSUER") or {}).get("value")
+                if issuer and issuers and issuer not in issuers:
+                    errors.append(f"{cid}: NIVESH__AUTH__ISSUER {issuer!r} is not the mesh's RequestAuthentication issuer {issuers}")
+            for var in sorted(required.get(service, ())):
+                if var not in env:
+                    errors.append(f"{cid}: the code refuses to start without {var}, which is not rendered")
+    return errors
 
 PROBES = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
 
@@ -22,7 +69,7 @@ def labels_match(selector: dict, labels: dict) -> bool:
     return all(labels.get(k) == v for k, v in (selector or {}).items())
 
 
-def check(path: str) -> list[str]:
+def check(path: str, code: tuple[set[str], dict[str, set[str]]] | None = None) -> list[str]:
     with open(path, encoding="utf-8") as fh:
         objs = [o for o in yaml.safe_load_all(fh) if o]
     by_kind: dict[str, list[dict]] = {}
@@ -80,14 +127,25 @@ def check(path: str) -> list[str]:
                     errors.append(f"VirtualService {vs['metadata']['name']}: route {route.get('name')} targets missing Service {host}")
     if not any(n["spec"].get("podSelector") == {} for n in by_kind.get("NetworkPolicy", [])):
         errors.append("no default-deny NetworkPolicy")
+    if code is not None:
+        errors.extend(check_code_env(objs, *code))
     return [f"{path}: {e}" for e in errors]
 
 
 def main(argv: list[str]) -> int:
-    errors = [e for path in argv[1:] for e in check(path)]
+    args = argv[1:]
+    code = None
+    if args[:1] == ["--repo"]:
+        code = code_requirements(pathlib.Path(args[1]))
+        if not code[0]:
+            print(f"  POLICY no service under {args[1]}/services uses require_auth: wrong --repo?")
+            return 1
+        args = args[2:]
+    errors = [e for path in args for e in check(path, code)]
     for e in errors:
         print(f"  POLICY {e}")
-    print(f"  policy: {len(argv) - 1} releases, {len(errors)} violations")
+    extra = f"; {len(code[0])} services with protected routes checked for [auth]" if code else ""
+    print(f"  policy: {len(args)} releases, {len(errors)} violations{extra}")
     return 1 if errors else 0
 
 

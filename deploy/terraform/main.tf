@@ -62,6 +62,33 @@ module "region" {
   cosmos_resource_group_name = azurerm_resource_group.global.name
   services                   = keys(local.cosmos_databases)
   public_host                = var.public_host
+  shared_secrets = {
+    "kra-callback-secret"    = random_password.shared["kra-callback-secret"].result
+    "payment-webhook-secret" = random_password.shared["payment-webhook-secret"].result
+  }
+  log_analytics_workspace_id = module.monitoring.workspace_id
+  tags                       = local.tags
+}
+
+# HMAC secrets shared with an outside party, the same in every region (either region may receive
+# the callback). Generated once and handed to the KRA / payment gateway when the callback URL is
+# registered; when the party issues its own, set that in each regional vault instead (Terraform
+# never reverts it: docs/runbooks/identity-and-secrets.md).
+resource "random_password" "shared" {
+  for_each = toset(["kra-callback-secret", "payment-webhook-secret"])
+  length   = 48
+  special  = false
+}
+
+module "onboarding_kek" {
+  source                     = "./modules/onboarding-kek"
+  name                       = substr(replace("${local.prefix}-kek", "staging", "stg"), 0, 24)
+  resource_group_name        = azurerm_resource_group.global.name
+  location                   = azurerm_resource_group.global.location
+  tenant_id                  = var.tenant_id
+  primary_region             = local.primary_region
+  endpoint_subnet_ids        = { for k, m in module.region : k => m.endpoints_subnet_id }
+  crypto_user_principal_ids  = { for k, m in module.region : k => m.service_identity_principal_ids["onboarding"] }
   log_analytics_workspace_id = module.monitoring.workspace_id
   tags                       = local.tags
 }

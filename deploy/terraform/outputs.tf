@@ -18,3 +18,11 @@ output "frontdoor_endpoint" {
   description = "Front Door endpoint host to CNAME the public host to."
   value       = module.frontdoor.endpoint_host
 }
+
+output "onboarding_kek" {
+  description = "Helm onboardingVault (vaultUrl, keyName): the onboarding PII vault's key-encryption key, one for every region."
+  value = {
+    vault_url = module.onboarding_kek.vault_url
+    key_name  = module.onboarding_kek.key_name
+  }
+}

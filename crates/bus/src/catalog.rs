@@ -315,7 +315,9 @@ pub const GROUPS: &[ConsumerGroupSpec] = &[
     ConsumerGroupSpec {
         group: "order",
         service: "order",
-        // Every step of an order's timeline, plus NAVs for the scheme table and unit estimates.
+        // Every step of an order's timeline, plus NAVs for the scheme table and unit estimates,
+        // plus the identity events: who is onboarded, by which distributor, with what KYC
+        // verdict, and who was erased (who may place orders and who may act for them).
         consumes: &[
             "payment.initiated",
             "payment.success",
@@ -325,6 +327,9 @@ pub const GROUPS: &[ConsumerGroupSpec] = &[
             "transaction.failed",
             "portfolio.updated",
             "nav.broadcast",
+            "investor.onboarded",
+            "kyc.verified",
+            "investor.erased",
         ],
         retry_delays: STANDARD_RETRIES,
     },
@@ -338,7 +343,14 @@ pub const GROUPS: &[ConsumerGroupSpec] = &[
     ConsumerGroupSpec {
         group: "portfolio",
         service: "portfolio",
-        consumes: &["transaction.completed", "nav.broadcast"],
+        // Holdings and their valuation; the tenant and distributor of onboarded investors (who
+        // may read whose portfolio) from the identity events.
+        consumes: &[
+            "transaction.completed",
+            "nav.broadcast",
+            "investor.onboarded",
+            "investor.erased",
+        ],
         retry_delays: STANDARD_RETRIES,
     },
     ConsumerGroupSpec {

@@ -96,7 +96,27 @@ pub enum HandlerError {
 /// Must be idempotent: the bus delivers at least once (a crash after the effect but before the
 /// offset commit redelivers), and the outbox may publish an event twice. The inbox pattern
 /// (an `inbox:<group>:<event id>` `Create` in the same batch as the effect) makes it so.
+///
+/// A handler whose per-record cost is dominated by store round trips can also take records
+/// several at a time: return `true` from [`MessageHandler::batched`] and implement
+/// [`MessageHandler::handle_many`]. The consumer then hands it *rounds*: at most one record per
+/// key (so records of one key still run strictly in offset order, one round after another), all
+/// from one partition of one topic, never from a retry topic (those keep their per-record wait
+/// and go through [`MessageHandler::handle`]).
 #[async_trait]
 pub trait MessageHandler: Send + Sync + 'static {
     async fn handle(&self, msg: &InboundMessage) -> Result<(), HandlerError>;
+
+    /// Whether the consumer should use [`MessageHandler::handle_many`] for first deliveries.
+    fn batched(&self) -> bool {
+        false
+    }
+
+    /// Handle records of distinct keys together; one result per record, in order. Each record
+    /// succeeds or fails on its own exactly as through [`MessageHandler::handle`] (a failed one
+    /// goes to the retry tiers, the others are done): no record's effect may depend on another
+    /// record of the same call committing. The default handles them concurrently one by one.
+    async fn handle_many(&self, msgs: &[InboundMessage]) -> Vec<Result<(), HandlerError>> {
+        futures::future::join_all(msgs.iter().map(|m| self.handle(m))).await
+    }
 }

@@ -23,6 +23,25 @@ pub fn inject_current(headers: &mut Vec<(String, Vec<u8>)>) {
     });
 }
 
+/// The `kafka.consume` span of one record, joined to the trace its headers carry. The consumer
+/// opens it around [`crate::MessageHandler::handle`]; a batched handler opens it itself around
+/// each record's own work (so the events it emits continue that record's trace).
+pub fn consume_span(group: &str, msg: &crate::InboundMessage) -> tracing::Span {
+    let span = tracing::info_span!(
+        "kafka.consume",
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.destination.name = %msg.topic,
+        messaging.kafka.partition = msg.partition,
+        messaging.kafka.offset = msg.offset,
+        messaging.consumer.group.name = %group,
+        nivesh.attempt = msg.attempt,
+    );
+    // Fails only when no OpenTelemetry layer is installed; the span then has no trace to join.
+    let _ = span.set_parent(extract(&msg.headers));
+    span
+}
+
 /// The remote parent carried by the headers (an empty context when there is none).
 pub fn extract(headers: &[(String, Vec<u8>)]) -> opentelemetry::Context {
     opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)))

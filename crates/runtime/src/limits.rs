@@ -14,7 +14,11 @@
 //!      puts a [`CallerGate`] into the request's extensions and `nivesh_auth::require_auth`
 //!      calls [`CallerGate::admit`] after verifying the token (a forged token never reaches the
 //!      buckets, so nobody can drain somebody else's);
-//!    - a request without one is limited per client address (the TCP peer);
+//!    - a request without one is limited per client address: the TCP peer, or, when the peer
+//!      is a trusted proxy (`trusted_proxies`, default loopback: the Istio sidecar), the
+//!      address found in `X-Forwarded-For` right to left past `trusted_hops` entries and past
+//!      entries that are trusted proxies themselves ([`client_ip`]); `X-Forwarded-For` from
+//!      any other peer is ignored, so a client cannot pick its own bucket;
 //!    - a request with a bearer token on a route without the guard (the token is never
 //!      verified) is charged to its client address after the fact, and refused up front when
 //!      that bucket is empty, so an `Authorization` header cannot be used to dodge the limit;
@@ -22,7 +26,8 @@
 //!      `X-RateLimit-Limit`, `-Remaining` and `-Reset`;
 //!    - Redis away: allowed (fail open) and `nivesh_ratelimit_fail_open_total` counts it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -32,7 +37,7 @@ use axum::response::{IntoResponse, Response};
 use http::header;
 use nivesh_resilience::ratelimit::{Bucket, Decision, LimiterConfig, Quota, RateLimiter};
 use nivesh_resilience::{LoadShedder, bulkhead::LOAD_SHED_TOTAL, deadline};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::problem::Problem;
 
@@ -46,6 +51,15 @@ pub struct HttpLimits {
     pub shed_retry_after_secs: u64,
     /// Budget of a request that carries no `x-nivesh-deadline-ms` (milliseconds; 0: none).
     pub default_deadline_ms: u64,
+    /// Peers whose `X-Forwarded-For` is believed (CIDRs; a list, or one comma-separated string
+    /// in the environment). Default loopback only: in the pod that is the Istio sidecar, which
+    /// every inbound request passes; no other peer can set the client address.
+    #[serde(deserialize_with = "cidr_list")]
+    pub trusted_proxies: Vec<Cidr>,
+    /// `X-Forwarded-For` entries (from the right) appended by proxies of ours that are not in
+    /// `trusted_proxies` (e.g. a cloud load balancer in front of the ingress gateway, whose
+    /// addresses change); skipped before the client address is taken.
+    pub trusted_hops: usize,
     pub rate_limit: RateLimitSettings,
 }
 
@@ -55,9 +69,133 @@ impl Default for HttpLimits {
             max_in_flight: 512,
             shed_retry_after_secs: 1,
             default_deadline_ms: 0,
+            trusted_proxies: vec![
+                Cidr::from_str("127.0.0.0/8").expect("valid"),
+                Cidr::from_str("::1/128").expect("valid"),
+            ],
+            trusted_hops: 0,
             rate_limit: RateLimitSettings::default(),
         }
     }
+}
+
+/// An IP network (`10.0.0.0/8`, `fd00::/8`; a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is in the network (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (addr, prefix) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
+        let network = IpAddr::from_str(addr)
+            .map_err(|_| format!("{s:?} is not an IP network (e.g. 10.0.0.0/8)"))?
+            .to_canonical();
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?}: the prefix length must be 0 to {max}"))?,
+        };
+        Ok(Cidr { network, prefix })
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+/// A list of CIDRs from a TOML array or one comma-separated string (environment variables).
+fn cidr_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match Raw::deserialize(d)? {
+        Raw::One(s) => s.split(',').map(str::to_string).collect(),
+        Raw::Many(v) => v,
+    };
+    items
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| Cidr::from_str(s).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// The client's address: `peer`, unless `peer` is in `trusted`; then `X-Forwarded-For`
+/// (`xff`: every header value, in order) is read right to left: the first `hops` entries are
+/// skipped (our own proxies), then entries inside `trusted`; the first other entry is the
+/// client. An entry that is not an address ends the walk at the last address reached (it was
+/// written by someone we do not trust). Entries may carry a port (`1.2.3.4:5`, `[::1]:5`).
+pub fn client_ip<'a>(
+    peer: IpAddr,
+    xff: impl IntoIterator<Item = &'a str>,
+    trusted: &[Cidr],
+    hops: usize,
+) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    let mut client = peer.to_canonical();
+    if !is_trusted(client) {
+        return client;
+    }
+    let entries: Vec<&str> = xff
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    let mut skip = hops;
+    for entry in entries.into_iter().rev() {
+        let Some(ip) = parse_forwarded(entry) else {
+            break;
+        };
+        client = ip;
+        if skip > 0 {
+            skip -= 1;
+        } else if !is_trusted(ip) {
+            break;
+        }
+    }
+    client
+}
+
+fn parse_forwarded(entry: &str) -> Option<IpAddr> {
+    let ip = IpAddr::from_str(entry)
+        .or_else(|_| SocketAddr::from_str(entry).map(|s| s.ip()))
+        .ok()?;
+    Some(ip.to_canonical())
 }
 
 /// `[http.limits.rate_limit]`
@@ -113,6 +251,8 @@ pub struct Limits {
     shed_retry_after: Duration,
     default_deadline: Option<Duration>,
     limiter: Option<(RateLimiter, RateLimitSettings)>,
+    trusted_proxies: Arc<[Cidr]>,
+    trusted_hops: usize,
 }
 
 impl std::fmt::Debug for Limits {
@@ -154,6 +294,8 @@ impl Limits {
             default_deadline: (settings.default_deadline_ms > 0)
                 .then(|| Duration::from_millis(settings.default_deadline_ms)),
             limiter,
+            trusted_proxies: settings.trusted_proxies.clone().into(),
+            trusted_hops: settings.trusted_hops,
         }
     }
 }
@@ -232,11 +374,21 @@ fn with_headers(response: &mut Response, decision: &Decision) {
     }
 }
 
-fn client_bucket(req: &Request, quota: Quota) -> Bucket {
+fn client_bucket(req: &Request, limits: &Limits, quota: Quota) -> Bucket {
     let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
+        .map_or_else(
+            || "unknown".to_string(),
+            |c| {
+                let xff = req
+                    .headers()
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok());
+                client_ip(c.0.ip(), xff, &limits.trusted_proxies, limits.trusted_hops).to_string()
+            },
+        );
     Bucket::new(format!("client:{ip}"), quota)
 }
 
@@ -268,7 +420,7 @@ pub(crate) async fn limits(State(limits): State<Limits>, mut req: Request, next:
         return run(next, req, budget).await;
     };
     let has_bearer = req.headers().contains_key(header::AUTHORIZATION);
-    let client = client_bucket(&req, settings.client);
+    let client = client_bucket(&req, &limits, settings.client);
     // Without a token: charge the client address now. With one: only look (the caller's own
     // buckets are charged by the guard), and refuse an address that dodged the limit before.
     let up_front = limiter
@@ -305,5 +457,142 @@ async fn run(next: Next, req: Request, budget: Option<Duration>) -> Response {
     match budget {
         Some(b) => deadline::within(b, next.run(req)).await,
         None => next.run(req).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn cidrs(list: &[&str]) -> Vec<Cidr> {
+        list.iter().map(|c| c.parse().unwrap()).collect()
+    }
+
+    /// CIDRs parse (bare addresses are host routes) and match by prefix, v4-mapped v6 as v4.
+    #[test]
+    fn cidr_parsing_and_matching() {
+        let c: Cidr = "10.1.0.0/16".parse().unwrap();
+        assert!(c.contains(ip("10.1.255.7")));
+        assert!(!c.contains(ip("10.2.0.1")));
+        assert!(c.contains(ip("::ffff:10.1.2.3")));
+        assert!(!c.contains(ip("fd00::1")));
+        let host: Cidr = "192.0.2.9".parse().unwrap();
+        assert_eq!(host.to_string(), "192.0.2.9/32");
+        assert!(host.contains(ip("192.0.2.9")) && !host.contains(ip("192.0.2.8")));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(ip("203.0.113.1")));
+        let v6: Cidr = "fd00::/8".parse().unwrap();
+        assert!(v6.contains(ip("fd12::1")) && !v6.contains(ip("fe80::1")));
+        for bad in ["10.0.0.0/33", "::/129", "ten/8", "10.0.0.0/x", ""] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+    }
+
+    /// From an untrusted peer, X-Forwarded-For is ignored whatever it says.
+    #[test]
+    fn untrusted_peer_cannot_choose_its_address() {
+        let trusted = cidrs(&["127.0.0.0/8"]);
+        assert_eq!(
+            client_ip(ip("198.51.100.4"), ["1.2.3.4"], &trusted, 0),
+            ip("198.51.100.4")
+        );
+        assert_eq!(
+            client_ip(ip("198.51.100.4"), ["1.2.3.4"], &trusted, 3),
+            ip("198.51.100.4")
+        );
+    }
+
+    /// Behind the sidecar: the entry the ingress appended (rightmost) is the client; what the
+    /// client put further left is ignored; entries of trusted proxies are skipped.
+    #[test]
+    fn trusted_peer_rightmost_untrusted_entry_wins() {
+        let trusted = cidrs(&["127.0.0.0/8", "10.0.0.0/8"]);
+        let sidecar = ip("127.0.0.6");
+        assert_eq!(client_ip(sidecar, [], &trusted, 0), sidecar, "no header");
+        assert_eq!(
+            client_ip(sidecar, ["6.6.6.6, 203.0.113.7"], &trusted, 0),
+            ip("203.0.113.7")
+        );
+        // Two header lines are one list; 10.x (an in-cluster proxy) is skipped.
+        assert_eq!(
+            client_ip(sidecar, ["6.6.6.6, 203.0.113.7", "10.4.0.12"], &trusted, 0),
+            ip("203.0.113.7")
+        );
+        // Ports and v4-mapped addresses are normalised.
+        assert_eq!(
+            client_ip(sidecar, ["203.0.113.7:51234"], &trusted, 0),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client_ip(sidecar, ["[2001:db8::5]:443"], &trusted, 0),
+            ip("2001:db8::5")
+        );
+        assert_eq!(
+            client_ip(ip("::ffff:127.0.0.1"), ["::ffff:203.0.113.7"], &trusted, 0),
+            ip("203.0.113.7")
+        );
+        // Every entry trusted: the leftmost one is as far as we can see.
+        assert_eq!(
+            client_ip(sidecar, ["10.0.0.1, 10.0.0.2"], &trusted, 0),
+            ip("10.0.0.1")
+        );
+    }
+
+    /// `trusted_hops` skips that many entries from the right first (a load balancer whose
+    /// addresses are not listed).
+    #[test]
+    fn trusted_hops_skip_our_own_entries() {
+        let trusted = cidrs(&["127.0.0.0/8"]);
+        let sidecar = ip("127.0.0.1");
+        let xff = ["6.6.6.6, 203.0.113.7, 52.1.2.3"];
+        assert_eq!(client_ip(sidecar, xff, &trusted, 0), ip("52.1.2.3"));
+        assert_eq!(client_ip(sidecar, xff, &trusted, 1), ip("203.0.113.7"));
+        // More hops than entries: the leftmost entry.
+        assert_eq!(
+            client_ip(sidecar, ["52.1.2.3"], &trusted, 2),
+            ip("52.1.2.3")
+        );
+    }
+
+    /// Garbage ends the walk at the last address reached.
+    #[test]
+    fn malformed_entries_stop_the_walk() {
+        let trusted = cidrs(&["127.0.0.0/8", "10.0.0.0/8"]);
+        let sidecar = ip("127.0.0.1");
+        assert_eq!(client_ip(sidecar, ["unknown"], &trusted, 0), sidecar);
+        assert_eq!(
+            client_ip(sidecar, ["1.1.1.1, bogus, 10.0.0.3"], &trusted, 0),
+            ip("10.0.0.3")
+        );
+    }
+
+    /// The settings accept a TOML list or one comma-separated string (environment).
+    #[test]
+    fn trusted_proxies_from_list_or_string() {
+        let from_list: HttpLimits =
+            serde_json::from_value(serde_json::json!({"trusted_proxies": ["10.0.0.0/8", "::1"]}))
+                .unwrap();
+        assert_eq!(from_list.trusted_proxies, cidrs(&["10.0.0.0/8", "::1/128"]));
+        let from_env: HttpLimits = serde_json::from_value(
+            serde_json::json!({"trusted_proxies": "10.0.0.0/8, 192.168.0.0/16", "trusted_hops": 1}),
+        )
+        .unwrap();
+        assert_eq!(
+            from_env.trusted_proxies,
+            cidrs(&["10.0.0.0/8", "192.168.0.0/16"])
+        );
+        assert_eq!(from_env.trusted_hops, 1);
+        assert_eq!(
+            HttpLimits::default().trusted_proxies,
+            cidrs(&["127.0.0.0/8", "::1"])
+        );
+        assert!(
+            serde_json::from_value::<HttpLimits>(serde_json::json!({"trusted_proxies": ["nope"]}))
+                .is_err()
+        );
     }
 }

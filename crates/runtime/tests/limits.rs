@@ -91,6 +91,66 @@ async fn anonymous_requests_are_limited_per_client_address() {
     running.stop().await.unwrap();
 }
 
+/// Behind a trusted proxy (loopback, the default: the sidecar) the per-address bucket is the
+/// X-Forwarded-For client's, taken from the right (a spoofed entry further left changes
+/// nothing); from a peer that is not trusted, X-Forwarded-For is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_address_comes_from_x_forwarded_for_of_trusted_proxies_only() {
+    async fn get_as(http: &reqwest::Client, url: &str, xff: &str) -> u16 {
+        http.get(url)
+            .header("x-forwarded-for", xff)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+    for (trusted, expect_per_client) in [(None, true), (Some("10.0.0.0/8"), false)] {
+        let cluster = mock_cluster();
+        let tmp = tempfile::tempdir().unwrap();
+        let prefix = prefix();
+        let mut vars = vec![
+            ("NIVESH__REDIS__URL", nivesh_testkit::redis_url()),
+            ("NIVESH__REDIS__KEY_PREFIX", prefix.clone()),
+            (
+                "NIVESH__HTTP__LIMITS__RATE_LIMIT__CLIENT__BURST",
+                "2".into(),
+            ),
+            (
+                "NIVESH__HTTP__LIMITS__RATE_LIMIT__CLIENT__PER_SECOND",
+                "0.1".into(),
+            ),
+        ];
+        if let Some(t) = trusted {
+            vars.push(("NIVESH__HTTP__LIMITS__TRUSTED_PROXIES", t.into()));
+        }
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let s = settings(&cluster.bootstrap_servers(), tmp.path(), &vars);
+        let ctx = connect(&s).await.unwrap();
+        let app =
+            ServiceApp::new().routes(Router::new().route("/v1/ping", get(|| async { "pong" })));
+        let running = start(ctx, app).await;
+        let http = client();
+        let url = running.url("/v1/ping");
+
+        assert_eq!(get_as(&http, &url, "203.0.113.1").await, 200);
+        assert_eq!(get_as(&http, &url, "203.0.113.1").await, 200);
+        assert_eq!(get_as(&http, &url, "203.0.113.1").await, 429);
+        // The client cannot escape by prepending an address of its choice.
+        assert_eq!(get_as(&http, &url, "198.51.100.9, 203.0.113.1").await, 429);
+        let other = get_as(&http, &url, "203.0.113.2").await;
+        if expect_per_client {
+            assert_eq!(
+                other, 200,
+                "another client behind the proxy has its own bucket"
+            );
+        } else {
+            assert_eq!(other, 429, "an untrusted peer's X-Forwarded-For is ignored");
+        }
+        running.stop().await.unwrap();
+    }
+}
+
 /// Authenticated requests are charged to the verified caller's investor (and tenant) bucket:
 /// one investor exhausting theirs gets 429s while another investor (same client address) and
 /// the anonymous bucket are untouched.

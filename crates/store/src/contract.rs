@@ -42,6 +42,7 @@ pub async fn document_store_contract(store: Arc<dyn DocumentStore>) {
     missing_documents(s, &run).await;
     commit_returns_docs_in_op_order(s, &run).await;
     batch_is_atomic(s, &run).await;
+    many_batches_and_reads(s, &run).await;
     outbox_order_and_ack(s, &run).await;
     outbox_rejects_reemitted_message(s, &run).await;
     range_queries(s, &run).await;
@@ -461,6 +462,101 @@ async fn batch_is_atomic(store: &dyn DocumentStore, run: &Run) {
     assert!(
         leaked.is_empty(),
         "contract [atomic]: failed batches must emit no outbox message, found {leaked:?}"
+    );
+}
+
+/// `commit_many`: each batch atomic on its own with its own answer (a failing batch undoes only
+/// itself and emits nothing); `get_many`: answers in request order, `None` for absent ids.
+async fn many_batches_and_reads(store: &dyn DocumentStore, run: &Run) {
+    let check = "commit_many";
+    let (p1, p2, p3) = (run.pk("many-1"), run.pk("many-2"), run.pk("many-3"));
+    one(
+        store,
+        check,
+        Batch::new(DOCS, &p2).op(create("taken", json!({"v": 0}))),
+    )
+    .await;
+    let results = store
+        .commit_many(vec![
+            Batch::new(DOCS, &p1)
+                .op(upsert("a", json!({"v": 1})))
+                .emit(message(run, "many-1", b"one")),
+            // Fails on its last op: its first op and its message must not survive.
+            Batch::new(DOCS, &p2)
+                .op(upsert("b", json!({"v": 2})))
+                .op(create("taken", json!({"v": 2})))
+                .emit(message(run, "many-2", b"two")),
+            Batch::new(DOCS, &p3)
+                .op(upsert("c", json!({"v": 3})))
+                .op(upsert("d", json!({"v": 4})))
+                .emit(message(run, "many-3", b"three")),
+        ])
+        .await;
+    assert_eq!(results.len(), 3, "contract [{check}]: one answer per batch");
+    let first = results[0]
+        .as_ref()
+        .unwrap_or_else(|e| panic!("contract [{check}]: batch 1 failed: {e}"));
+    assert_eq!(
+        first.len(),
+        1,
+        "contract [{check}]: batch 1 answers its doc"
+    );
+    assert!(
+        matches!(&results[1], Err(Error::Conflict { id }) if id == "taken"),
+        "contract [{check}]: batch 2 must fail with its own conflict, got {:?}",
+        results[1]
+    );
+    let third = results[2]
+        .as_ref()
+        .unwrap_or_else(|e| panic!("contract [{check}]: batch 3 failed: {e}"));
+    assert_eq!(
+        third.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["c", "d"],
+        "contract [{check}]: batch 3 answers its docs in op order"
+    );
+    let emitted: Vec<PendingOutbox> = our_pending(store, run)
+        .await
+        .into_iter()
+        .filter(|p| p.message.key.starts_with("many-"))
+        .collect();
+    let keys: HashSet<&str> = emitted.iter().map(|p| p.message.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        HashSet::from(["many-1", "many-3"]),
+        "contract [{check}]: only the committed batches emit"
+    );
+    // Published, so the outbox checks after this one see only their own messages.
+    let seqs: Vec<u64> = emitted.iter().map(|p| p.seq).collect();
+    ok(check, store.outbox_ack(&seqs)).await;
+
+    let check = "get_many";
+    let keys = [
+        (p3.clone(), "d".to_string()),
+        (p2.clone(), "b".to_string()),
+        (p1.clone(), "a".to_string()),
+        (p2.clone(), "taken".to_string()),
+        (p1.clone(), "c".to_string()),
+    ];
+    let got = ok(check, store.get_many(DOCS, &keys)).await;
+    let bodies: Vec<Option<Value>> = got.into_iter().map(|d| d.map(|d| d.body)).collect();
+    assert_eq!(
+        bodies,
+        vec![
+            Some(json!({"v": 4})),
+            None,
+            Some(json!({"v": 1})),
+            Some(json!({"v": 0})),
+            None
+        ],
+        "contract [{check}]: answers in request order, None for absent ids"
+    );
+    assert!(
+        ok(check, store.get_many(DOCS, &[])).await.is_empty(),
+        "contract [{check}]: no keys, no answers"
+    );
+    assert!(
+        store.commit_many(Vec::new()).await.is_empty(),
+        "contract [commit_many]: no batches, no answers"
     );
 }
 

@@ -10,12 +10,15 @@
 //! - [`redis_cache`] / [`memory_cache`]: `Cache` on Redis (every Redis failure becomes
 //!   [`Error::Unavailable`] within a bounded time, so callers can degrade), and in-process when
 //!   Redis is absent.
+//! - [`cache_aside`]: read-through caching on any `Cache`: single flight per key (one load per
+//!   key per process, concurrent misses await it), jittered TTLs, cache failures never errors.
 //! - [`contract`]: the behavioural suite every `DocumentStore` / `Cache` backend must pass; the
 //!   embedded store, both caches and (later) the Cosmos adapter all run the same checks.
 //!
 //! Errors: every backend maps its failures into the one [`Error`] enum below, so callers branch
 //! on meaning (conflict, precondition, not found, unavailable) rather than on the backend.
 
+pub mod cache_aside;
 pub mod contract;
 pub mod embedded;
 pub mod inbox;
@@ -23,6 +26,7 @@ pub mod memory_cache;
 pub mod port;
 pub mod redis_cache;
 
+pub use cache_aside::{CacheAside, CacheStats, Fetched, Origin};
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
 pub use inbox::{inbox_marker, inbox_marker_id, is_inbox_conflict};
 pub use memory_cache::MemoryCache;
@@ -30,7 +34,7 @@ pub use port::*;
 pub use redis_cache::{RedisCache, RedisConfig};
 
 /// Errors every storage backend maps into, so callers can branch without knowing the backend.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("document {id} already exists")]
     Conflict { id: String },

@@ -132,6 +132,12 @@ pub struct PendingOutbox {
     pub message: OutboxMessage,
 }
 
+/// Requests [`DocumentStore::get_many`]'s default keeps in flight (a remote backend's round
+/// trips overlap; more only queues at the backend).
+const GET_MANY_CONCURRENCY: usize = 16;
+/// Batches [`DocumentStore::commit_many`]'s default keeps in flight.
+const COMMIT_MANY_CONCURRENCY: usize = 32;
+
 /// Documents, transactional batches with outbox, range queries and the change feed.
 #[async_trait]
 pub trait DocumentStore: Send + Sync + 'static {
@@ -144,6 +150,48 @@ pub trait DocumentStore: Send + Sync + 'static {
 
     /// Commit a batch atomically. Returns the stored docs for every non-delete op, in op order.
     async fn commit(&self, batch: Batch) -> Result<Vec<StoredDoc>>;
+
+    /// Point reads of several documents of one container, each addressed by (partition key,
+    /// id); the answers come in request order. For a consumer handling a batch of records: one
+    /// call instead of one round trip per record. The default reads a few at a time through
+    /// [`DocumentStore::get`]; a backend that can do better (one read transaction) overrides it.
+    async fn get_many(
+        &self,
+        container: &str,
+        keys: &[(String, String)],
+    ) -> Result<Vec<Option<StoredDoc>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(GET_MANY_CONCURRENCY) {
+            // A plain loop rather than an iterator adapter: async-trait futures borrowing from
+            // a closure argument trip the compiler's higher-ranked lifetime check.
+            let mut reads = Vec::with_capacity(chunk.len());
+            for (pk, id) in chunk {
+                reads.push(self.get(container, pk, id));
+            }
+            for doc in futures::future::join_all(reads).await {
+                out.push(doc?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Commit several independent batches. Each is atomic on its own, exactly as if passed to
+    /// [`DocumentStore::commit`], and each gets its own answer (in order): a conflict in one
+    /// never undoes another. Nothing is promised across batches (Cosmos DB has no
+    /// cross-partition transaction). The default commits them concurrently; the embedded store
+    /// hands them to its writer as one job.
+    async fn commit_many(&self, batches: Vec<Batch>) -> Vec<Result<Vec<StoredDoc>>> {
+        let mut out = Vec::with_capacity(batches.len());
+        let mut batches = batches.into_iter().peekable();
+        while batches.peek().is_some() {
+            let mut commits = Vec::with_capacity(COMMIT_MANY_CONCURRENCY);
+            for batch in batches.by_ref().take(COMMIT_MANY_CONCURRENCY) {
+                commits.push(self.commit(batch));
+            }
+            out.extend(futures::future::join_all(commits).await);
+        }
+        out
+    }
 
     /// Documents of one partition whose ids fall in `range`, ordered by id.
     async fn query_partition(

@@ -5,16 +5,18 @@
 //! Every test uses its own key prefix and deletes its keys, so tests run in parallel against
 //! one shared Redis.
 
+mod common;
+
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::FreezableProxy;
 use futures::FutureExt;
 use nivesh_store::contract::cache_contract;
 use nivesh_store::{Cache, Error, RedisCache, RedisConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// Far above any timeout the cache uses: reaching it means the call hung.
 const HANG: Duration = Duration::from_secs(10);
@@ -228,81 +230,6 @@ async fn killed_connection_reconnects() {
         assert_ne!(new_id, id, "commands must run on a new connection");
     })
     .await;
-}
-
-/// A TCP proxy to the real Redis that can stop forwarding (a frozen / partitioned server).
-struct FreezableProxy {
-    port: u16,
-    frozen: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl FreezableProxy {
-    async fn start() -> Self {
-        let url = nivesh_testkit::redis_url();
-        let target = url
-            .trim_start_matches("redis://")
-            .split('/')
-            .next()
-            .unwrap();
-        let target = target.rsplit('@').next().unwrap().to_string();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let frozen = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&frozen);
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let server = TcpStream::connect(&target).await.unwrap();
-                let (client_read, client_write) = client.into_split();
-                let (server_read, server_write) = server.into_split();
-                tokio::spawn(pump(client_read, server_write, Arc::clone(&flag)));
-                tokio::spawn(pump(server_read, client_write, Arc::clone(&flag)));
-            }
-        });
-        FreezableProxy { port, frozen, task }
-    }
-
-    fn url(&self) -> String {
-        let url = nivesh_testkit::redis_url();
-        let rest = url.trim_start_matches("redis://");
-        let (host_part, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
-        let auth = host_part
-            .rsplit_once('@')
-            .map_or(String::new(), |(a, _)| format!("{a}@"));
-        let path = if path.is_empty() {
-            String::new()
-        } else {
-            format!("/{path}")
-        };
-        format!("redis://{auth}127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for FreezableProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Copy bytes one way; while frozen, hold them (the peer sees silence, not a closed socket).
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    frozen: Arc<AtomicBool>,
-) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        while frozen.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
 }
 
 /// When Redis stops answering mid-run, every kind of command returns Unavailable within the

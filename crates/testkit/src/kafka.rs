@@ -197,6 +197,9 @@ fn consumer(bootstrap: &str) -> BaseConsumer {
         .set("bootstrap.servers", bootstrap)
         .set("group.id", crate::unique("reader"))
         .set("enable.auto.commit", "false")
+        // The dev broker answers a fetch of an idle partition only when this runs out (500 ms
+        // by default), which a reader waiting for the next record pays every time.
+        .set("fetch.wait.max.ms", "50")
         .create()
         .expect("topic reader")
 }

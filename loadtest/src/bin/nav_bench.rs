@@ -126,12 +126,22 @@ async fn pipeline_run(bytes: &[u8], expected: &HashMap<String, String>) -> Resul
     }
     let bootstrap = fleet.bootstrap().to_string();
     let (ingestor, publisher) = (fleet.url("nav-ingestor")?, fleet.url("nav-publisher")?);
+    // A NAV day finds the fleet long running: measure that, not a consumer group's first join
+    // (the dev broker takes ~2.5 s to hand out the first assignment; records produced meanwhile
+    // wait for it).
+    for s in ["nav-calculator", "nav-publisher"] {
+        wait_for_assignment(&fleet.url(s)?, s).await?;
+    }
 
     // Watch nav.broadcast from its current end, on a thread of its own.
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .set("group.id", nivesh_testkit::unique("bench"))
         .set("enable.auto.commit", "false")
+        // The watcher stops the clock: it must not add the dev broker's idle fetch wait (it
+        // answers a waiting fetch only when fetch.wait.max.ms runs out) to the measurement.
+        .set("fetch.wait.max.ms", "10")
+        .set("fetch.queue.backoff.ms", "10")
         .create()?;
     let md = consumer.fetch_metadata(Some("nav.broadcast"), Duration::from_secs(10))?;
     let mut tpl = TopicPartitionList::new();
@@ -218,4 +228,31 @@ async fn pipeline_run(bytes: &[u8], expected: &HashMap<String, String>) -> Resul
         api_ms: api.as_secs_f64() * 1000.0,
         schemes: expected.len(),
     })
+}
+
+/// Waits until the service's consumer group holds partitions (its
+/// `nivesh_consumer_assigned_partitions` gauge is above zero).
+async fn wait_for_assignment(base: &str, service: &str) -> Result<()> {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let text = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let assigned = text
+            .lines()
+            .filter(|l| l.starts_with("nivesh_consumer_assigned_partitions"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .any(|n| n > 0.0);
+        if assigned {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("{service}: no partitions assigned after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -248,7 +248,8 @@ pub struct InvestorLots {
     params(("investorId" = String, Path, example = "INV0001")),
     responses(
         (status = 200, body = InvestorLots),
-        (status = 400, description = "malformed investor id", body = Problem, content_type = "application/problem+json")
+        (status = 400, description = "malformed investor id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no lots, or another investor's: answered alike", body = Problem, content_type = "application/problem+json")
     )
 )]
 async fn get_lots(

@@ -556,12 +556,11 @@ async fn retry_export(
             job.status
         )));
     }
-    job.status = ExportStatus::Pending;
-    job.history.push(StatusChange {
-        status: ExportStatus::Pending,
-        at: nivesh_domain::time::to_ist(svc.now()).to_rfc3339(),
-        detail: Some(format!("retry requested by {}", caller.subject)),
-    });
+    svc.set_status(
+        &mut job,
+        ExportStatus::Pending,
+        Some(format!("retry requested by {}", caller.subject)),
+    );
     svc.save_job(&job, None).await.map_err(Problem::internal)?;
     svc.spawn_export(job.clone());
     Ok((StatusCode::ACCEPTED, axum::Json(job)))

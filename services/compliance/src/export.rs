@@ -14,6 +14,18 @@
 //! `Delivered`, or `NeedsRetry` + an `AlertRaised` on `ops.alerts` (in the same batch as the
 //! status). `POST .../retry` re-runs everything from validation: a rejected export never falls
 //! back to older data.
+//!
+//! Restarts: a job in a non-terminal status (`Pending`, `Validated`) carries a lease
+//! (`leaseUntil`, renewed at every status change). The `export-resumer` task scans the jobs at
+//! start-up and every `export_resume_interval_secs`, claims each one whose lease has run out with
+//! an ETag-conditional write (one replica wins) and runs it again from validation. Delivery is
+//! idempotent, so a job that died after (part of) its delivery is safe to rerun: the file name is
+//! the same, and [`ObjectStoreDelivery`] skips the write when the manifest already there names
+//! the same SHA-256, else overwrites file then manifest.
+//!
+//! Delivery goes through `object_store`: a local directory by default (`export_dir`), any
+//! object-store URL with `export_url` (`az://container/prefix` = Azure Blob in production,
+//! `file:///…`); the same code path either way.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +36,9 @@ use nivesh_domain::time::ist_date;
 use nivesh_events::{AlertRaised, EventMeta, alert_severity};
 use nivesh_runtime::outbox::outbox_message;
 use nivesh_store::{Batch, IdRange, WriteOp};
+use nivesh_store::{Continuation, ETag};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -37,6 +52,8 @@ const JOB: &str = "job";
 pub const KIND_SEBI_TRANSACTIONS: &str = "SEBI_TRANSACTIONS";
 pub const ALERT_TOPIC: &str = "ops.alerts";
 pub const ALERT_EXPORT_DELIVERY_FAILED: &str = "EXPORT_DELIVERY_FAILED";
+/// Jobs read per change-feed page while looking for interrupted ones.
+const RESUME_PAGE: usize = 500;
 
 /// Fields a layout column may name (a transaction fact's fields plus the payment's).
 pub const LAYOUT_FIELDS: &[&str] = &[
@@ -129,6 +146,13 @@ pub enum ExportStatus {
     Delivered,
 }
 
+impl ExportStatus {
+    /// Will the job still change on its own (a runner owns it, or the resumer will)?
+    pub fn is_running(self) -> bool {
+        matches!(self, ExportStatus::Pending | ExportStatus::Validated)
+    }
+}
+
 /// What a delivered (or written) export file is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -171,64 +195,169 @@ pub struct ExportJob {
     pub manifest: Option<Manifest>,
     pub requested_by: String,
     pub history: Vec<StatusChange>,
+    /// While `Pending` or `Validated`: the runner's lease. Past it, the job counts as
+    /// interrupted (its replica stopped) and the resumer runs it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<DateTime<Utc>>,
 }
 
-/// Where export files go. The local directory adapter is the default; an SFTP adapter would
-/// implement the same trait.
+/// Where export files go. [`ObjectStoreDelivery`] covers local directories and object stores
+/// (Azure Blob); an SFTP adapter would implement the same trait.
 #[async_trait]
 pub trait DeliveryPort: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
-    /// Deliver the file and its manifest; returns where the file now is.
-    async fn deliver(
-        &self,
-        file_name: &str,
-        file: &[u8],
-        manifest_name: &str,
-        manifest: &[u8],
-    ) -> Result<String, String>;
+    /// Deliver the file and its manifest; returns where the file now is. Must be idempotent:
+    /// the same job may deliver the same file name again after a restart.
+    async fn deliver(&self, file: &DeliveryFile<'_>) -> Result<String, String>;
 }
 
-/// Writes files into a directory (created when missing), each through a temporary name and a
-/// rename, so a reader never sees half a file.
-pub struct LocalDirDelivery {
-    dir: PathBuf,
+/// One export file and its manifest, as handed to a [`DeliveryPort`].
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryFile<'a> {
+    pub file_name: &'a str,
+    pub bytes: &'a [u8],
+    /// SHA-256 (hex) of `bytes`, as the manifest states it.
+    pub sha256: &'a str,
+    pub manifest_name: &'a str,
+    pub manifest: &'a [u8],
 }
 
-impl LocalDirDelivery {
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        LocalDirDelivery { dir: dir.into() }
+/// Delivery through `object_store`: one code path for a local directory and for Azure Blob.
+///
+/// Writes the file, then the manifest next to it (a reader that finds the manifest finds the
+/// whole file; each put is atomic: temp file + rename locally, a single blob PUT in Azure).
+/// Before writing, it reads the manifest already at the destination: when it names the same
+/// SHA-256 the earlier delivery is complete and nothing is written again (a rerun after a
+/// restart); otherwise both are overwritten.
+pub struct ObjectStoreDelivery {
+    target: Target,
+}
+
+enum Target {
+    /// A local directory, created (and opened) at each delivery so a directory that appears
+    /// or is fixed later works without a restart.
+    Dir(PathBuf),
+    /// An object-store URL, opened once.
+    Url {
+        store: Arc<dyn ObjectStore>,
+        prefix: ObjectPath,
+        base: String,
+    },
+}
+
+impl ObjectStoreDelivery {
+    /// Files into a local directory (created when missing).
+    pub fn local_dir(dir: impl Into<PathBuf>) -> Self {
+        ObjectStoreDelivery {
+            target: Target::Dir(dir.into()),
+        }
+    }
+
+    /// Files under an object-store URL: `az://container/prefix` (Azure Blob: the account and
+    /// credentials come from the `AZURE_*` environment, e.g. AKS workload identity's
+    /// `AZURE_CLIENT_ID`/`AZURE_TENANT_ID`/`AZURE_FEDERATED_TOKEN_FILE` plus
+    /// `AZURE_STORAGE_ACCOUNT_NAME`; needs the `azure` feature), or `file:///abs/dir`.
+    pub fn url(url: &str) -> Result<Self, String> {
+        let parsed = url::Url::parse(url).map_err(|e| format!("export_url {url}: {e}"))?;
+        let azure_env = std::env::vars().filter(|(k, _)| k.starts_with("AZURE_"));
+        let (store, prefix) = object_store::parse_url_opts(&parsed, azure_env)
+            .map_err(|e| format!("export_url {url}: {e}"))?;
+        Ok(ObjectStoreDelivery {
+            target: Target::Url {
+                store: Arc::from(store),
+                prefix,
+                base: url.trim_end_matches('/').to_string(),
+            },
+        })
+    }
+
+    /// The store, the prefix inside it, and how a delivered file's location is shown.
+    async fn open(&self) -> Result<(Arc<dyn ObjectStore>, ObjectPath, Location), String> {
+        match &self.target {
+            Target::Url {
+                store,
+                prefix,
+                base,
+            } => Ok((store.clone(), prefix.clone(), Location::Url(base.clone()))),
+            Target::Dir(dir) => {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+                let abs = tokio::fs::canonicalize(dir)
+                    .await
+                    .map_err(|e| format!("opening {}: {e}", dir.display()))?;
+                let store = object_store::local::LocalFileSystem::new_with_prefix(&abs)
+                    .map_err(|e| format!("opening {}: {e}", abs.display()))?;
+                Ok((Arc::new(store), ObjectPath::default(), Location::Dir(abs)))
+            }
+        }
+    }
+}
+
+enum Location {
+    Dir(PathBuf),
+    Url(String),
+}
+
+impl Location {
+    fn of(&self, name: &str) -> String {
+        match self {
+            Location::Dir(dir) => dir.join(name).display().to_string(),
+            Location::Url(base) => format!("{base}/{name}"),
+        }
     }
 }
 
 #[async_trait]
-impl DeliveryPort for LocalDirDelivery {
+impl DeliveryPort for ObjectStoreDelivery {
     fn kind(&self) -> &'static str {
-        "local-dir"
+        match self.target {
+            Target::Dir(_) => "local-dir",
+            Target::Url { .. } => "object-store",
+        }
     }
 
-    async fn deliver(
-        &self,
-        file_name: &str,
-        file: &[u8],
-        manifest_name: &str,
-        manifest: &[u8],
-    ) -> Result<String, String> {
-        let dir = &self.dir;
-        let write = |name: &str, bytes: &[u8]| {
-            let tmp = dir.join(format!(".{name}.part"));
-            let dest = dir.join(name);
-            match std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &dest)) {
-                Ok(()) => Ok(dest),
-                Err(e) => Err(format!("writing {}: {e}", dest.display())),
-            }
-        };
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let path = write(file_name, file)?;
-        write(manifest_name, manifest)?;
-        Ok(path.display().to_string())
+    async fn deliver(&self, f: &DeliveryFile<'_>) -> Result<String, String> {
+        let (store, prefix, location) = self.open().await?;
+        let file_path = prefix.clone().join(f.file_name);
+        let manifest_path = prefix.join(f.manifest_name);
+        let shown = location.of(f.file_name);
+        if delivered_before(store.as_ref(), &manifest_path, &file_path, f.sha256).await {
+            tracing::info!(file = %shown, "export already delivered with the same SHA-256; not rewritten");
+            return Ok(shown);
+        }
+        // The file first, the manifest last: a manifest present means the file is complete.
+        for (path, bytes, name) in [
+            (file_path, f.bytes, f.file_name),
+            (manifest_path, f.manifest, f.manifest_name),
+        ] {
+            store
+                .put(&path, PutPayload::from(bytes.to_vec()))
+                .await
+                .map_err(|e| format!("writing {}: {e}", location.of(name)))?;
+        }
+        Ok(shown)
     }
+}
+
+/// Is a complete delivery of this content already there (its manifest names `sha256` and the
+/// file exists)? Any read failure counts as "no": the caller then writes.
+async fn delivered_before(
+    store: &dyn ObjectStore,
+    manifest: &ObjectPath,
+    file: &ObjectPath,
+    sha256: &str,
+) -> bool {
+    let Ok(existing) = store.get(manifest).await else {
+        return false;
+    };
+    let Ok(bytes) = existing.bytes().await else {
+        return false;
+    };
+    let same = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .is_some_and(|m| m["sha256"] == sha256);
+    same && store.head(file).await.is_ok()
 }
 
 fn txn_partition(tenant: &str, date: NaiveDate) -> String {
@@ -466,11 +595,21 @@ impl ComplianceService {
         Ok(())
     }
 
-    fn set_status(&self, job: &mut ExportJob, status: ExportStatus, detail: Option<String>) {
+    /// Record a status change; a running status renews the runner's lease, a final one drops it.
+    pub(crate) fn set_status(
+        &self,
+        job: &mut ExportJob,
+        status: ExportStatus,
+        detail: Option<String>,
+    ) {
+        let now = self.now();
         job.status = status;
+        job.lease_until = status
+            .is_running()
+            .then(|| now + self.config.export_lease());
         job.history.push(StatusChange {
             status,
-            at: nivesh_domain::time::to_ist(self.now()).to_rfc3339(),
+            at: nivesh_domain::time::to_ist(now).to_rfc3339(),
             detail,
         });
     }
@@ -495,6 +634,7 @@ impl ComplianceService {
             manifest: None,
             requested_by: requested_by.to_string(),
             history: Vec::new(),
+            lease_until: None,
         };
         self.set_status(&mut job, ExportStatus::Pending, None);
         self.save_job(&job, None).await?;
@@ -543,15 +683,18 @@ impl ComplianceService {
         };
         let manifest_name = format!("{file_name}.manifest.json");
         let manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
+        let delivery = DeliveryFile {
+            file_name: &file_name,
+            bytes: &file,
+            sha256: &manifest.sha256,
+            manifest_name: &manifest_name,
+            manifest: &manifest_bytes,
+        };
         let attempts = self.config.delivery_attempts.max(1);
         let mut last_error = String::new();
         for attempt in 1..=attempts {
             job.delivery_attempts = attempt;
-            match self
-                .delivery
-                .deliver(&file_name, &file, &manifest_name, &manifest_bytes)
-                .await
-            {
+            match self.delivery.deliver(&delivery).await {
                 Ok(path) => {
                     job.file_path = Some(path);
                     job.manifest = Some(manifest);
@@ -595,6 +738,86 @@ impl ComplianceService {
         Ok(job)
     }
 
+    /// Jobs left `Pending`/`Validated` by a runner that stopped (lease run out): claim each
+    /// (ETag-conditional, so of several replicas exactly one resumes it) and run it again from
+    /// validation. Returns the ids resumed.
+    pub async fn resume_interrupted(&self) -> Result<Vec<String>, String> {
+        let mut resumed = Vec::new();
+        let mut from = Continuation::default();
+        loop {
+            let (docs, next) = self
+                .store
+                .change_feed(EXPORTS, &from, RESUME_PAGE)
+                .await
+                .map_err(|e| e.to_string())?;
+            if docs.is_empty() {
+                break;
+            }
+            from = next;
+            for doc in docs {
+                if doc.id != JOB {
+                    continue;
+                }
+                let Ok(job) = serde_json::from_value::<ExportJob>(doc.body) else {
+                    continue;
+                };
+                let now = self.now();
+                if !job.status.is_running() || job.lease_until.is_some_and(|l| l > now) {
+                    continue;
+                }
+                if let Some(job) = self.claim(job, doc.etag).await? {
+                    let id = job.export_id.clone();
+                    tracing::warn!(export = %id, "resuming an export interrupted by a restart");
+                    if let Err(e) = self.run_export(job).await {
+                        tracing::error!(export = %id, error = %e, "resumed export failed; it stays in its last status");
+                    }
+                    resumed.push(id);
+                }
+            }
+        }
+        Ok(resumed)
+    }
+
+    /// Take over an interrupted job: back to `Pending` with a fresh lease, only if nobody
+    /// changed it since it was read. `None` when another replica was first.
+    async fn claim(&self, mut job: ExportJob, etag: ETag) -> Result<Option<ExportJob>, String> {
+        let was = job.status;
+        self.set_status(
+            &mut job,
+            ExportStatus::Pending,
+            Some(format!("resumed after an interruption (was {was:?})")),
+        );
+        let batch = Batch::new(EXPORTS, &job.export_id).op(WriteOp::Replace {
+            id: JOB.into(),
+            body: serde_json::to_value(&job).expect("a job serializes"),
+            if_match: etag,
+            ttl: Some(self.config.retention()),
+        });
+        match self.store.commit(batch).await {
+            Ok(_) => Ok(Some(job)),
+            Err(nivesh_store::Error::PreconditionFailed { .. }) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The `export-resumer` task: [`ComplianceService::resume_interrupted`] at start-up and
+    /// then every `export_resume_interval_secs`, until shutdown. A failed scan (store briefly
+    /// away) is logged and retried next round.
+    pub async fn run_resumer(
+        self: Arc<Self>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Result<(), String> {
+        loop {
+            if let Err(e) = self.resume_interrupted().await {
+                tracing::warn!(error = %e, "scanning for interrupted exports failed");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(self.config.export_resume_interval()) => {}
+            }
+        }
+    }
+
     /// Run `job` in the background (the API answers 202 at once).
     pub fn spawn_export(self: &Arc<Self>, job: ExportJob) {
         let svc = self.clone();
@@ -627,6 +850,72 @@ mod tests {
         let layout = Layout::load(&path).unwrap();
         assert!(!layout.version.is_empty());
         assert!(layout.columns.iter().any(|c| c.field == "units"));
+    }
+
+    fn file<'a>(bytes: &'a [u8], sha: &'a str, manifest: &'a [u8]) -> DeliveryFile<'a> {
+        DeliveryFile {
+            file_name: "E_2025-02-25_x.csv",
+            bytes,
+            sha256: sha,
+            manifest_name: "E_2025-02-25_x.csv.manifest.json",
+            manifest,
+        }
+    }
+
+    /// Local directory (created when missing) and `file://` URL take the same path: the file and
+    /// the manifest land next to each other; an identical redelivery (same SHA-256) leaves both
+    /// untouched; different content overwrites both.
+    #[tokio::test]
+    async fn object_store_delivery_is_idempotent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b");
+        let url_dir = tmp.path().join("url");
+        std::fs::create_dir_all(&url_dir).unwrap();
+        let url = format!("file://{}", url_dir.display());
+        for (delivery, root) in [
+            (ObjectStoreDelivery::local_dir(&dir), dir.clone()),
+            (ObjectStoreDelivery::url(&url).unwrap(), url_dir.clone()),
+        ] {
+            let manifest = |sha: &str, n: u32| format!("{{\"sha256\":\"{sha}\",\"n\":{n}}}");
+            let v1 = sha256_hex(b"v1");
+            let at = delivery
+                .deliver(&file(b"v1", &v1, manifest(&v1, 1).as_bytes()))
+                .await
+                .unwrap();
+            assert!(at.ends_with("E_2025-02-25_x.csv"), "{at}");
+            let read = |name: &str| std::fs::read_to_string(root.join(name)).unwrap();
+            assert_eq!(read("E_2025-02-25_x.csv"), "v1");
+            assert_eq!(read("E_2025-02-25_x.csv.manifest.json"), manifest(&v1, 1));
+
+            delivery
+                .deliver(&file(b"v1", &v1, manifest(&v1, 2).as_bytes()))
+                .await
+                .unwrap();
+            assert_eq!(read("E_2025-02-25_x.csv.manifest.json"), manifest(&v1, 1));
+
+            let v2 = sha256_hex(b"v2");
+            delivery
+                .deliver(&file(b"v2", &v2, manifest(&v2, 3).as_bytes()))
+                .await
+                .unwrap();
+            assert_eq!(read("E_2025-02-25_x.csv"), "v2");
+            assert_eq!(read("E_2025-02-25_x.csv.manifest.json"), manifest(&v2, 3));
+        }
+    }
+
+    /// A local target that cannot be a directory fails with its path in the error.
+    #[tokio::test]
+    async fn unwritable_directory_names_the_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let blocker = tmp.path().join("not-a-dir");
+        std::fs::write(&blocker, b"x").unwrap();
+        let delivery = ObjectStoreDelivery::local_dir(blocker.join("exports"));
+        let sha = sha256_hex(b"v");
+        let err = delivery
+            .deliver(&file(b"v", &sha, b"{}"))
+            .await
+            .unwrap_err();
+        assert!(err.contains("not-a-dir"), "{err}");
     }
 
     /// A layout naming a field that does not exist is refused with the field's name.

@@ -365,7 +365,13 @@ impl Ledger {
             broken_at: None,
             reason: None,
         };
+        // The head is read first and the walk stops at its sequence number: records appended
+        // after that read (the ledger keeps consuming while an officer verifies) belong to a
+        // later verification, not to a break. Records found beyond the head are re-checked
+        // against a fresh head below, so a forged record appended without one is still caught.
         let head = self.head(partition).await?;
+        let limit = head.as_ref().map_or(0, |h| h.seq);
+        let mut beyond: Option<u64> = None;
         let mut prev: Option<LedgerRecord> = None;
         let mut next_from = 1;
         let broken = |report: &mut VerifyReport, seq: u64, reason: String| {
@@ -383,6 +389,10 @@ impl Ledger {
             next_from = last + 1;
             let full = page.len() == PAGE;
             for (seq, rec) in page {
+                if seq > limit {
+                    beyond = Some(seq);
+                    break 'pages;
+                }
                 let rec = match rec {
                     Ok(r) => r,
                     Err(reason) => {
@@ -405,6 +415,27 @@ impl Ledger {
                 break;
             }
         }
+        if report.ok
+            && let Some(seq) = beyond
+        {
+            match self.head(partition).await? {
+                // Appended since the first read: nothing wrong with the part verified.
+                Some(now) if now.seq >= seq => {}
+                Some(now) => broken(
+                    &mut report,
+                    seq,
+                    format!(
+                        "record {seq} is stored beyond the head ({}): it was not appended through the ledger",
+                        now.seq
+                    ),
+                ),
+                None => broken(
+                    &mut report,
+                    seq,
+                    "records exist but the partition has no head".into(),
+                ),
+            }
+        }
         if report.ok {
             match (&head, &prev) {
                 (Some(h), Some(last)) if h.seq != last.seq || h.hash != last.hash => broken(
@@ -420,11 +451,8 @@ impl Ledger {
                     1,
                     format!("the head says {} records but none is stored", h.seq),
                 ),
-                (None, Some(first)) => broken(
-                    &mut report,
-                    first.seq,
-                    "records exist but the partition has no head".into(),
-                ),
+                // (None, Some(_)) cannot happen: without a head nothing is walked, and stored
+                // records are judged against a fresh head above.
                 _ => {}
             }
         }
@@ -592,7 +620,7 @@ mod tests {
         let store: Arc<dyn DocumentStore> =
             Arc::new(EmbeddedStore::open(tmp.path().join("s.sqlite")).unwrap());
         let ledger = Ledger::new(store.clone(), Duration::from_secs(3600));
-        for p in ["gap", "tail", "rehash"] {
+        for p in ["gap", "tail", "rehash", "forged"] {
             for i in 1..=5 {
                 ledger.append(&new(p, &format!("{p}{i}"), i)).await.unwrap();
             }
@@ -638,5 +666,30 @@ mod tests {
         let r = ledger.verify("rehash").await.unwrap();
         assert_eq!((r.ok, r.broken_at), (false, Some(3)), "{r:?}");
         assert!(r.reason.unwrap().contains("prev_hash"));
+
+        // A well-formed record 6 written beside the ledger (the head still says 5): the walk
+        // stops at the head, and the re-check against a fresh head reports it.
+        let doc = store
+            .get(LEDGER, "forged", &record_id(5))
+            .await
+            .unwrap()
+            .unwrap();
+        let last: LedgerRecord = serde_json::from_value(doc.body).unwrap();
+        let mut extra = last.clone();
+        extra.seq = 6;
+        extra.prev_hash = last.hash.clone();
+        extra.event_id = "forged6".into();
+        extra.hash = extra.compute_hash();
+        store
+            .commit(Batch::new(LEDGER, "forged").op(WriteOp::Upsert {
+                id: record_id(6),
+                body: serde_json::to_value(&extra).unwrap(),
+                ttl: None,
+            }))
+            .await
+            .unwrap();
+        let r = ledger.verify("forged").await.unwrap();
+        assert_eq!((r.ok, r.broken_at), (false, Some(6)), "{r:?}");
+        assert!(r.reason.unwrap().contains("beyond the head"));
     }
 }

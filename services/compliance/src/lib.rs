@@ -8,7 +8,8 @@
 //! - [`canonical`]: Avro events as readable JSON; canonical JSON the hashes cover.
 //! - [`handler`]: the `compliance` consumer group: every business event into the ledger.
 //! - [`access`]: who may call the API (admin; compliance role + active time-boxed grant).
-//! - [`export`]: SEBI transaction exports: facts, validation, layout, manifest, delivery port.
+//! - [`export`]: SEBI transaction exports: facts, validation, layout, manifest, delivery through
+//!   `object_store` (local directory or Azure Blob), and resuming jobs a restart interrupted.
 //! - [`api`]: the HTTP API; every call is authorised and audited.
 
 pub mod access;
@@ -58,9 +59,18 @@ pub struct Config {
     /// The CSV layout of SEBI transaction exports. Default:
     /// `<config dir>/compliance/sebi-transactions.toml` (`NIVESH_CONFIG_DIR`, else `config`).
     pub export_layout: Option<PathBuf>,
-    /// Where the local-directory delivery adapter writes export files. Default:
-    /// `<store.data_dir>/compliance-exports`.
+    /// Where export files are delivered when `export_url` is empty: a local directory
+    /// (created when missing). Default: `<store.data_dir>/compliance-exports`.
     pub export_dir: Option<PathBuf>,
+    /// An object-store URL export files are delivered to instead of `export_dir`:
+    /// `az://<container>/<prefix>` (Azure Blob, production; account and workload identity from
+    /// the `AZURE_*` environment) or `file:///<dir>`. Empty: `export_dir`.
+    pub export_url: String,
+    /// How long a running export job's lease lasts (seconds; renewed at each status change).
+    /// A `Pending`/`Validated` job whose lease ran out was interrupted and is resumed.
+    pub export_lease_secs: u64,
+    /// How often the resumer looks for interrupted export jobs (seconds; also once at start-up).
+    pub export_resume_interval_secs: u64,
     /// Delivery attempts before NeedsRetry + alert.
     pub delivery_attempts: u32,
     /// Backoff before the second attempt (doubles each time), in milliseconds.
@@ -91,6 +101,9 @@ impl Default for Config {
             kek_file: None,
             export_layout: None,
             export_dir: None,
+            export_url: String::new(),
+            export_lease_secs: 300,
+            export_resume_interval_secs: 60,
             delivery_attempts: 3,
             delivery_backoff_ms: 2000,
         }
@@ -104,6 +117,14 @@ impl Config {
 
     pub fn delivery_backoff(&self) -> Duration {
         Duration::from_millis(self.delivery_backoff_ms)
+    }
+
+    pub fn export_lease(&self) -> Duration {
+        Duration::from_secs(self.export_lease_secs)
+    }
+
+    pub fn export_resume_interval(&self) -> Duration {
+        Duration::from_secs(self.export_resume_interval_secs.max(1))
     }
 }
 
@@ -134,11 +155,22 @@ pub fn build(
         .unwrap_or_else(|| data_dir.join("compliance-kek.b64"));
     let keys = crypto::KeyRing::open_file(ctx.store.clone(), &kek_file)
         .map_err(|e| nivesh_runtime::Error::Config(e.to_string()))?;
-    let export_dir = config
-        .export_dir
-        .clone()
-        .unwrap_or_else(|| data_dir.join("compliance-exports"));
-    let delivery = Arc::new(export::LocalDirDelivery::new(export_dir));
+    if config.export_lease_secs == 0 {
+        return Err(nivesh_runtime::Error::Config(
+            "[service] export_lease_secs must be positive".into(),
+        ));
+    }
+    let delivery = if config.export_url.trim().is_empty() {
+        let export_dir = config
+            .export_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("compliance-exports"));
+        export::ObjectStoreDelivery::local_dir(export_dir)
+    } else {
+        export::ObjectStoreDelivery::url(config.export_url.trim())
+            .map_err(nivesh_runtime::Error::Config)?
+    };
+    let delivery = Arc::new(delivery);
     // `[auth]` (the runtime's section): the identity provider whose bearer tokens we accept.
     let authenticator = Authenticator::new(&ctx.settings.auth);
     let svc = Arc::new(ComplianceService::new(
@@ -154,7 +186,11 @@ pub fn build(
     let app = ServiceApp::new()
         .routes(api::router(svc.clone(), authenticator))
         .openapi(api::ApiDoc::openapi())
-        .consumer(GROUP, Arc::new(handler::Consumer::new(svc.clone())));
+        .consumer(GROUP, Arc::new(handler::Consumer::new(svc.clone())))
+        .task(
+            "export-resumer",
+            svc.clone().run_resumer(ctx.shutdown.clone()),
+        );
     Ok((app, svc))
 }
 

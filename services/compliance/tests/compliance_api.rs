@@ -7,6 +7,7 @@ mod common;
 use chrono::{DateTime, Duration as TimeDelta, NaiveDate, TimeZone, Utc};
 use common::{OFFICER, Svc, date, sha256, start, start_with};
 use nivesh_auth::{DevClaims, Role};
+use nivesh_compliance::export::{EXPORTS, ExportJob, ExportStatus, StatusChange};
 use nivesh_compliance::ledger::{LEDGER, record_id};
 use nivesh_events::{
     AlertRaised, EventMeta, InvestorErased, InvestorOnboarded, NavPublished, OrderPlaced,
@@ -553,6 +554,170 @@ async fn export_delivery_failure_alerts_and_needs_retry() {
     assert_eq!(alert.alert_code, "EXPORT_DELIVERY_FAILED");
     assert_eq!(alert.source_service, "compliance");
     assert_eq!(alert.severity, "CRITICAL");
+    svc.stop().await;
+}
+
+/// A job left in an in-progress status as if its replica had died (lease run out). Seeded
+/// straight into the store, exactly as a stopped runner leaves it.
+async fn seed_interrupted_job(
+    svc: &Svc,
+    export_id: &str,
+    d: NaiveDate,
+    status: ExportStatus,
+    lease_until: DateTime<Utc>,
+) {
+    let at = Utc::now() - TimeDelta::minutes(10);
+    let history = [ExportStatus::Pending, ExportStatus::Validated]
+        .into_iter()
+        .take(if status == ExportStatus::Pending {
+            1
+        } else {
+            2
+        })
+        .map(|status| StatusChange {
+            status,
+            at: at.to_rfc3339(),
+            detail: None,
+        })
+        .collect();
+    let job = ExportJob {
+        export_id: export_id.into(),
+        kind: "SEBI_TRANSACTIONS".into(),
+        date: d,
+        tenant: "nivesh".into(),
+        status,
+        reasons: Vec::new(),
+        delivery_attempts: 0,
+        last_error: None,
+        file_path: None,
+        manifest: None,
+        requested_by: "staff-admin".into(),
+        history,
+        lease_until: Some(lease_until),
+    };
+    svc.svc
+        .ledger()
+        .store()
+        .commit(Batch::new(EXPORTS, export_id).op(WriteOp::Upsert {
+            id: "job".into(),
+            body: serde_json::to_value(&job).unwrap(),
+            ttl: None,
+        }))
+        .await
+        .unwrap();
+}
+
+fn resumed_entries(job: &Value) -> usize {
+    job["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| {
+            h["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("resumed after an interruption"))
+        })
+        .count()
+}
+
+/// An export interrupted by a restart (Validated, lease run out) is resumed by exactly one
+/// claimant (two concurrent scans) and delivered; a job whose runner still holds its lease is
+/// left alone; a second interruption after delivery reruns the job without rewriting the file
+/// or its manifest (same SHA-256 already delivered).
+#[tokio::test]
+async fn interrupted_export_is_resumed_once_and_redelivery_is_idempotent() {
+    let svc = start_with(|_| {
+        vec![(
+            "NIVESH__SERVICE__EXPORT_RESUME_INTERVAL_SECS".into(),
+            "1".into(),
+        )]
+    })
+    .await;
+    let d = date(2025, 2, 27);
+    svc.produce("nav.broadcast", "119551", &nav("119551", "103.0000", d))
+        .await;
+    svc.produce(
+        "payment.success",
+        "INV-R1",
+        &paid("INV-R1", "ord-r1", "119551"),
+    )
+    .await;
+    svc.produce("transaction.completed", "INV-R1", &{
+        let mut t = completed("INV-R1", "ord-r1", "119551", "103.0000", d);
+        t.allotted_at = Utc.with_ymd_and_hms(2025, 2, 27, 10, 0, 0).unwrap();
+        t
+    })
+    .await;
+    svc.ledger_has("INV-R1", 2).await;
+    svc.ledger_has("scheme-119551", 1).await;
+
+    // Seeded first, so every scan that sees the interrupted job has seen this one too.
+    let live = "exp-live-runner";
+    seed_interrupted_job(
+        &svc,
+        live,
+        d,
+        ExportStatus::Pending,
+        Utc::now() + TimeDelta::hours(1),
+    )
+    .await;
+    let id = "exp-interrupted";
+    seed_interrupted_job(
+        &svc,
+        id,
+        d,
+        ExportStatus::Validated,
+        Utc::now() - TimeDelta::minutes(1),
+    )
+    .await;
+    let (a, b) = tokio::join!(svc.svc.resume_interrupted(), svc.svc.resume_interrupted());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(!a.contains(&live.to_string()) && !b.contains(&live.to_string()));
+
+    let job = export_until(&svc, id, "Delivered").await;
+    assert_eq!(resumed_entries(&job), 1, "{job:#}");
+    let statuses: Vec<&str> = job["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["Pending", "Validated", "Pending", "Validated", "Delivered"]
+    );
+    assert!(job["leaseUntil"].is_null(), "{job:#}");
+    let path = job["filePath"].as_str().unwrap().to_string();
+    assert!(path.ends_with(&format!("SEBI_TRANSACTIONS_2025-02-27_{id}.csv")));
+    let file = std::fs::read(&path).unwrap();
+    assert_eq!(job["manifest"]["sha256"], sha256(&file).as_str());
+    assert_eq!(job["manifest"]["rowCount"], 1);
+    let manifest_path = format!("{path}.manifest.json");
+    let manifest_before = std::fs::read(&manifest_path).unwrap();
+
+    let r = svc
+        .get(&svc.admin(), &format!("/v1/compliance/exports/{live}"))
+        .await;
+    assert_eq!(r.body["status"], "Pending", "{:#}", r.body);
+    assert_eq!(resumed_entries(&r.body), 0, "{:#}", r.body);
+
+    // Interrupted again after the delivery (as if the runner died before saving Delivered).
+    seed_interrupted_job(
+        &svc,
+        id,
+        d,
+        ExportStatus::Validated,
+        Utc::now() - TimeDelta::minutes(1),
+    )
+    .await;
+    let job = export_until(&svc, id, "Delivered").await;
+    assert_eq!(job["manifest"]["sha256"], sha256(&file).as_str());
+    assert_eq!(std::fs::read(&path).unwrap(), file);
+    assert_eq!(
+        std::fs::read(&manifest_path).unwrap(),
+        manifest_before,
+        "the manifest of an identical delivery is not rewritten"
+    );
     svc.stop().await;
 }
 

@@ -12,8 +12,9 @@ use nivesh_bus::{HandlerError, InboundMessage, MessageHandler};
 use nivesh_domain::time::{Clock, ist_date};
 use nivesh_events::{AvroCodec, EventMeta, NavRejected, NavValidated, RawNavReceived};
 use nivesh_runtime::outbox::outbox_message;
-use nivesh_store::{Batch, DocumentStore, WriteOp, inbox_marker, is_inbox_conflict};
+use nivesh_store::{Batch, DocumentStore, StoredDoc, WriteOp, inbox_marker, is_inbox_conflict};
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::validate::{DayNav, Incoming, Rules, SchemeState, Verdict, judge};
 
@@ -39,32 +40,28 @@ fn retryable(e: impl std::fmt::Display) -> HandlerError {
     HandlerError::Retryable(e.to_string())
 }
 
-#[async_trait]
-impl MessageHandler for Calculator {
-    async fn handle(&self, msg: &InboundMessage) -> Result<(), HandlerError> {
-        let raw: RawNavReceived = self
-            .codec
+impl Calculator {
+    async fn decode(&self, msg: &InboundMessage) -> Result<RawNavReceived, HandlerError> {
+        self.codec
             .decode(&msg.payload)
             .await
-            .map_err(|e| HandlerError::Permanent(format!("not a RawNavReceived event: {e}")))?;
+            .map_err(|e| HandlerError::Permanent(format!("not a RawNavReceived event: {e}")))
+    }
+
+    /// The batch one raw NAV commits, given the scheme's current state: inbox marker, per-date
+    /// record, latest state and the outgoing event (or just the marker for a duplicate).
+    async fn decide(
+        &self,
+        raw: &RawNavReceived,
+        latest_doc: Option<StoredDoc>,
+        day: Option<StoredDoc>,
+    ) -> Result<Batch, HandlerError> {
         let scheme = raw.scheme_code.clone();
         let event_id = raw.meta.event_id.to_string();
-
-        let latest_doc = self
-            .store
-            .get(STATE, &scheme, LATEST)
-            .await
-            .map_err(retryable)?;
         let latest: Option<SchemeState> = latest_doc
             .as_ref()
             .and_then(|d| serde_json::from_value(d.body.clone()).ok());
-        let day: Option<DayNav> = self
-            .store
-            .get(STATE, &scheme, &day_id(raw.nav_date))
-            .await
-            .map_err(retryable)?
-            .and_then(|d| serde_json::from_value(d.body.clone()).ok());
-
+        let day: Option<DayNav> = day.and_then(|d| serde_json::from_value(d.body).ok());
         let today = ist_date(self.clock.now());
         let incoming = Incoming {
             nav: raw.nav,
@@ -182,16 +179,107 @@ impl MessageHandler for Calculator {
                 );
             }
         }
-        match self.store.commit(batch).await {
-            Ok(_) => {
-                self.outbox_notify.notify_one();
-                Ok(())
-            }
-            Err(e) if is_inbox_conflict(&e, GROUP, &event_id) => {
+        Ok(batch)
+    }
+
+    /// Maps a commit's answer: a conflict on this record's inbox marker means it was processed
+    /// before (a redelivery), which is success.
+    fn committed(
+        &self,
+        event_id: &str,
+        result: nivesh_store::Result<Vec<StoredDoc>>,
+    ) -> Result<(), HandlerError> {
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_inbox_conflict(&e, GROUP, event_id) => {
                 metrics::counter!("nivesh_inbox_duplicates_total", "group" => GROUP).increment(1);
                 Ok(())
             }
             Err(e) => Err(retryable(e)),
         }
+    }
+}
+
+#[async_trait]
+impl MessageHandler for Calculator {
+    async fn handle(&self, msg: &InboundMessage) -> Result<(), HandlerError> {
+        let raw = self.decode(msg).await?;
+        let scheme = raw.scheme_code.as_str();
+        let latest_doc = self
+            .store
+            .get(STATE, scheme, LATEST)
+            .await
+            .map_err(retryable)?;
+        let day = self
+            .store
+            .get(STATE, scheme, &day_id(raw.nav_date))
+            .await
+            .map_err(retryable)?;
+        let batch = self.decide(&raw, latest_doc, day).await?;
+        let result = self.store.commit(batch).await;
+        if result.is_ok() {
+            self.outbox_notify.notify_one();
+        }
+        self.committed(&raw.meta.event_id.to_string(), result)
+    }
+
+    fn batched(&self) -> bool {
+        true
+    }
+
+    /// The same as [`Calculator::handle`] per record, with one multi-get for every scheme's
+    /// state and one hand-off of all batches to the store: the records of a round have distinct
+    /// keys (schemes), so no record's state depends on another's commit.
+    async fn handle_many(&self, msgs: &[InboundMessage]) -> Vec<Result<(), HandlerError>> {
+        let mut results: Vec<Result<(), HandlerError>> = Vec::with_capacity(msgs.len());
+        let mut raws = Vec::with_capacity(msgs.len());
+        for msg in msgs {
+            match self.decode(msg).await {
+                Ok(raw) => {
+                    raws.push((results.len(), raw));
+                    results.push(Ok(()));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        let keys: Vec<(String, String)> = raws
+            .iter()
+            .flat_map(|(_, raw)| {
+                [
+                    (raw.scheme_code.clone(), LATEST.to_string()),
+                    (raw.scheme_code.clone(), day_id(raw.nav_date)),
+                ]
+            })
+            .collect();
+        let mut docs = match self.store.get_many(STATE, &keys).await {
+            Ok(docs) => docs.into_iter(),
+            Err(e) => {
+                for (i, _) in &raws {
+                    results[*i] = Err(retryable(&e));
+                }
+                return results;
+            }
+        };
+        let mut batches = Vec::with_capacity(raws.len());
+        let mut pending = Vec::with_capacity(raws.len());
+        for (i, raw) in &raws {
+            let (latest, day) = (docs.next().flatten(), docs.next().flatten());
+            let span = nivesh_bus::trace::consume_span(GROUP, &msgs[*i]);
+            match self.decide(raw, latest, day).instrument(span).await {
+                Ok(batch) => {
+                    batches.push(batch);
+                    pending.push((*i, raw.meta.event_id.to_string()));
+                }
+                Err(e) => results[*i] = Err(e),
+            }
+        }
+        let committed = self.store.commit_many(batches).await;
+        if committed.iter().any(Result::is_ok) {
+            self.outbox_notify.notify_one();
+        }
+        for ((i, event_id), result) in pending.into_iter().zip(committed) {
+            results[i] = self.committed(&event_id, result);
+        }
+        results
     }
 }

@@ -1,8 +1,13 @@
 //! Public NAV reads (no token): latest NAV per scheme and NAV history. Served from Redis when it
 //! has the answer, else from the store (the system of record), so a Redis outage costs latency,
 //! never an error. Responses carry an ETag and Cache-Control so clients and CDNs can cache.
+//! The latest NAV is read through [`nivesh_store::CacheAside`]: a miss on a popular scheme (at
+//! publish time every app asks for the same few schemes) is one store read per process, the
+//! others await it; the copy it leaves in Redis is `SET NX` (never over the projection's newer
+//! value) and lives [`LATEST_FILL_TTL`] ± 10 %.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -11,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::NaiveDate;
 use nivesh_runtime::problem::Problem;
-use nivesh_store::{Cache, DocumentStore, IdRange};
+use nivesh_store::{CacheAside, DocumentStore, IdRange};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
@@ -20,10 +25,17 @@ use crate::handler::{LATEST, NAV, cache_key, history_id};
 use crate::model::SchemeNav;
 use crate::stream::{StreamState, nav_stream};
 
+/// How long a latest NAV a reader put into Redis lives (± 10 %). The projection's own copy has
+/// no TTL and is replaced by every new NAV; a reader's copy only bounds how long a copy the
+/// projection never refreshed (a lost write) can be served.
+pub const LATEST_FILL_TTL: Duration = Duration::from_secs(24 * 3600);
+
 #[derive(Clone)]
 pub struct NavReads {
     pub store: Arc<dyn DocumentStore>,
-    pub cache: Arc<dyn Cache>,
+    /// Cache-aside over the service's cache (`CacheAside::new(ctx.cache, "nav_latest",
+    /// LATEST_FILL_TTL)`).
+    pub cache: CacheAside,
     pub directory: SchemeDirectory,
 }
 
@@ -47,30 +59,33 @@ pub fn router(reads: NavReads, stream: StreamState) -> axum::Router {
 }
 
 impl NavReads {
-    /// Latest NAV: cache first, store on a miss or when the cache is down.
+    /// Latest NAV: cache first; on a miss or when the cache is down, the store through the
+    /// key's single flight.
     pub async fn latest(&self, scheme: &str) -> Result<Option<SchemeNav>, Problem> {
-        match self.cache.get(&cache_key(scheme)).await {
-            Ok(Some(bytes)) => {
-                if let Ok(nav) = serde_json::from_slice(&bytes) {
-                    metrics::counter!("nivesh_nav_reads_total", "source" => "cache").increment(1);
-                    return Ok(Some(nav));
-                }
-            }
-            Ok(None) => {}
-            Err(_) => metrics::counter!("nivesh_cache_errors_total", "op" => "get").increment(1),
-        }
-        metrics::counter!("nivesh_nav_reads_total", "source" => "store").increment(1);
-        let doc = self
-            .store
-            .get(NAV, scheme, LATEST)
+        let (store, code) = (self.store.clone(), scheme.to_string());
+        let fetched = self
+            .cache
+            .get_or_load(&cache_key(scheme), move || async move {
+                let Some(doc) = store
+                    .get(NAV, &code, LATEST)
+                    .await
+                    .map_err(Problem::internal)?
+                else {
+                    return Ok(None);
+                };
+                serde_json::from_value::<SchemeNav>(doc.body)
+                    .map(Some)
+                    .map_err(Problem::internal)
+            })
             .await
-            .map_err(Problem::internal)?;
-        let Some(doc) = doc else { return Ok(None) };
-        let nav: SchemeNav = serde_json::from_value(doc.body).map_err(Problem::internal)?;
-        if let Ok(bytes) = serde_json::to_vec(&nav) {
-            let _ = self.cache.set(&cache_key(scheme), &bytes, None).await;
-        }
-        Ok(Some(nav))
+            .map_err(|e| Arc::try_unwrap(e).unwrap_or_else(|e| (*e).clone()))?;
+        let source = if fetched.origin.is_cache() {
+            "cache"
+        } else {
+            "store"
+        };
+        metrics::counter!("nivesh_nav_reads_total", "source" => source).increment(1);
+        Ok(fetched.value)
     }
 }
 
@@ -103,7 +118,7 @@ fn cacheable(etag_source: &str, headers: &HeaderMap, body: impl Serialize) -> Re
 }
 
 /// The latest NAV of a scheme.
-#[utoipa::path(get, path = "/v1/nav/schemes/{scheme_code}", params(("scheme_code" = String, Path, example = "119551")),
+#[utoipa::path(get, path = "/v1/nav/schemes/{scheme_code}", security(()), params(("scheme_code" = String, Path, example = "119551")),
     responses((status = 200, body = SchemeNav), (status = 304, description = "not modified"),
               (status = 400, description = "malformed scheme code"), (status = 404, description = "unknown scheme")))]
 async fn latest_nav(
@@ -136,7 +151,7 @@ pub struct NavHistory {
 }
 
 /// NAV history of a scheme within a date range (oldest first, at most 1,000 entries).
-#[utoipa::path(get, path = "/v1/nav/schemes/{scheme_code}/history", params(("scheme_code" = String, Path), HistoryParams),
+#[utoipa::path(get, path = "/v1/nav/schemes/{scheme_code}/history", security(()), params(("scheme_code" = String, Path), HistoryParams),
     responses((status = 200, body = NavHistory), (status = 400, description = "bad range")))]
 async fn nav_history(
     State(reads): State<NavReads>,
@@ -206,7 +221,7 @@ pub struct SchemePage {
 }
 
 /// Search schemes by fund house, category and name; latest NAV of each.
-#[utoipa::path(get, path = "/v1/nav/schemes", params(SearchParams), responses((status = 200, body = SchemePage), (status = 400, description = "bad paging")))]
+#[utoipa::path(get, path = "/v1/nav/schemes", security(()), params(SearchParams), responses((status = 200, body = SchemePage), (status = 400, description = "bad paging")))]
 async fn search_schemes(
     State(reads): State<NavReads>,
     Query(p): Query<SearchParams>,

@@ -11,8 +11,9 @@ use chrono::Utc;
 use nivesh_bus::{HandlerError, InboundMessage, MessageHandler};
 use nivesh_events::{AvroCodec, EventMeta, NavPublished, NavValidated};
 use nivesh_runtime::outbox::outbox_message;
-use nivesh_store::{Batch, DocumentStore, WriteOp, inbox_marker, is_inbox_conflict};
+use nivesh_store::{Batch, DocumentStore, StoredDoc, WriteOp, inbox_marker, is_inbox_conflict};
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::model::SchemeNav;
 
@@ -41,14 +42,28 @@ fn retryable(e: impl std::fmt::Display) -> HandlerError {
     HandlerError::Retryable(e.to_string())
 }
 
-#[async_trait]
-impl MessageHandler for Publisher {
-    async fn handle(&self, msg: &InboundMessage) -> Result<(), HandlerError> {
-        let v: NavValidated = self
-            .codec
+/// One validated NAV, decided: the batch to commit and what follows a successful commit.
+struct Planned {
+    event_id: String,
+    nav: SchemeNav,
+    becomes_latest: bool,
+}
+
+impl Publisher {
+    async fn decode(&self, msg: &InboundMessage) -> Result<NavValidated, HandlerError> {
+        self.codec
             .decode(&msg.payload)
             .await
-            .map_err(|e| HandlerError::Permanent(format!("not a NavValidated event: {e}")))?;
+            .map_err(|e| HandlerError::Permanent(format!("not a NavValidated event: {e}")))
+    }
+
+    /// The batch of one validated NAV given the scheme's current latest document: inbox marker,
+    /// history entry, latest (ETag-guarded) and the broadcast event.
+    async fn plan(
+        &self,
+        v: &NavValidated,
+        latest: Option<StoredDoc>,
+    ) -> Result<(Batch, Planned), HandlerError> {
         let event_id = v.meta.event_id.to_string();
         let scheme = v.scheme_code.clone();
         let nav = SchemeNav {
@@ -68,11 +83,6 @@ impl MessageHandler for Publisher {
             published_at: Utc::now(),
         };
         let body = serde_json::to_value(&nav).expect("serializable");
-        let latest = self
-            .store
-            .get(NAV, &scheme, LATEST)
-            .await
-            .map_err(retryable)?;
         let latest_date = latest.as_ref().and_then(|d| {
             d.body["navDate"]
                 .as_str()
@@ -91,13 +101,13 @@ impl MessageHandler for Publisher {
             batch = batch.op(match latest {
                 Some(doc) => WriteOp::Replace {
                     id: LATEST.into(),
-                    body: body.clone(),
+                    body,
                     if_match: doc.etag,
                     ttl: None,
                 },
                 None => WriteOp::Create {
                     id: LATEST.into(),
-                    body: body.clone(),
+                    body,
                     ttl: None,
                 },
             });
@@ -119,21 +129,107 @@ impl MessageHandler for Publisher {
                 .await
                 .map_err(retryable)?,
         );
+        Ok((
+            batch,
+            Planned {
+                event_id,
+                nav,
+                becomes_latest,
+            },
+        ))
+    }
 
-        match self.store.commit(batch).await {
+    /// After the commit: a conflict on the inbox marker is a redelivery (done, nothing to
+    /// project); a success queues the read-side projections.
+    async fn committed(
+        &self,
+        planned: Planned,
+        result: nivesh_store::Result<Vec<StoredDoc>>,
+    ) -> Result<(), HandlerError> {
+        match result {
             Ok(docs) => {
-                self.outbox_notify.notify_one();
                 if let Some(seq) = docs.iter().map(|d| d.sequence).max() {
                     self.head.advance(seq);
                 }
             }
-            Err(e) if is_inbox_conflict(&e, GROUP, &event_id) => return Ok(()),
+            Err(e) if is_inbox_conflict(&e, GROUP, &planned.event_id) => return Ok(()),
             Err(e) => return Err(retryable(e)),
         }
         metrics::counter!("nivesh_nav_published_total").increment(1);
-        if becomes_latest {
-            self.projections.publish(nav).await;
+        if planned.becomes_latest {
+            self.projections.publish(planned.nav).await;
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl MessageHandler for Publisher {
+    async fn handle(&self, msg: &InboundMessage) -> Result<(), HandlerError> {
+        let v = self.decode(msg).await?;
+        let latest = self
+            .store
+            .get(NAV, &v.scheme_code, LATEST)
+            .await
+            .map_err(retryable)?;
+        let (batch, planned) = self.plan(&v, latest).await?;
+        let result = self.store.commit(batch).await;
+        if result.is_ok() {
+            self.outbox_notify.notify_one();
+        }
+        self.committed(planned, result).await
+    }
+
+    fn batched(&self) -> bool {
+        true
+    }
+
+    /// [`Publisher::handle`] for a round of distinct schemes: one multi-get of their latest
+    /// documents, one hand-off of every batch to the store.
+    async fn handle_many(&self, msgs: &[InboundMessage]) -> Vec<Result<(), HandlerError>> {
+        let mut results: Vec<Result<(), HandlerError>> = Vec::with_capacity(msgs.len());
+        let mut decoded = Vec::with_capacity(msgs.len());
+        for msg in msgs {
+            match self.decode(msg).await {
+                Ok(v) => {
+                    decoded.push((results.len(), v));
+                    results.push(Ok(()));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        let keys: Vec<(String, String)> = decoded
+            .iter()
+            .map(|(_, v)| (v.scheme_code.clone(), LATEST.to_string()))
+            .collect();
+        let latest = match self.store.get_many(NAV, &keys).await {
+            Ok(docs) => docs,
+            Err(e) => {
+                for (i, _) in &decoded {
+                    results[*i] = Err(retryable(&e));
+                }
+                return results;
+            }
+        };
+        let mut planned = Vec::with_capacity(decoded.len());
+        let mut batches = Vec::with_capacity(decoded.len());
+        for ((i, v), latest) in decoded.iter().zip(latest) {
+            let span = nivesh_bus::trace::consume_span(GROUP, &msgs[*i]);
+            match self.plan(v, latest).instrument(span).await {
+                Ok((batch, p)) => {
+                    batches.push(batch);
+                    planned.push((*i, p));
+                }
+                Err(e) => results[*i] = Err(e),
+            }
+        }
+        let committed = self.store.commit_many(batches).await;
+        if committed.iter().any(Result::is_ok) {
+            self.outbox_notify.notify_one();
+        }
+        for ((i, p), result) in planned.into_iter().zip(committed) {
+            results[i] = self.committed(p, result).await;
+        }
+        results
     }
 }

@@ -50,7 +50,7 @@ pub async fn run(settings: Settings<Config>) -> nivesh_runtime::Result<()> {
     };
     let reads = api::NavReads {
         store: ctx.store.clone(),
-        cache: ctx.cache.clone(),
+        cache: nivesh_store::CacheAside::new(ctx.cache.clone(), "nav_latest", api::LATEST_FILL_TTL),
         directory,
     };
     let streams = stream::StreamState {

@@ -60,7 +60,7 @@ pub struct StreamState {
 }
 
 /// Published NAVs as they happen (`event: nav`, `id`: resume position, `data`: the NAV JSON).
-#[utoipa::path(get, path = "/v1/nav/stream", params(("Last-Event-ID" = Option<String>, Header, description = "resume after this event")),
+#[utoipa::path(get, path = "/v1/nav/stream", security(()), params(("Last-Event-ID" = Option<String>, Header, description = "resume after this event")),
     responses((status = 200, description = "text/event-stream of NAVs", content_type = "text/event-stream")))]
 pub async fn nav_stream(
     State(state): State<StreamState>,

@@ -77,7 +77,8 @@ pub struct NotificationPage {
     params(("investorId" = String, Path, example = "INV0001"), PageParams),
     responses(
         (status = 200, body = NotificationPage),
-        (status = 400, description = "malformed investor id, limit or cursor", body = Problem, content_type = "application/problem+json")
+        (status = 400, description = "malformed investor id, limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "another investor's notifications: answered like an unknown investor", body = Problem, content_type = "application/problem+json")
     )
 )]
 async fn list_notifications(

@@ -475,7 +475,7 @@ fn refuse(result: &'static str, problem: Problem) -> Problem {
 
 /// The KRA's verdict on a registration. Signed with HMAC-SHA256 over
 /// `"<X-Nivesh-Timestamp>.<raw body>"` (the payment webhook's scheme).
-#[utoipa::path(post, path = "/v1/kyc/callback", tag = "kra",
+#[utoipa::path(post, path = "/v1/kyc/callback", tag = "kra", security(()),
     params(
         ("X-Nivesh-Timestamp" = String, Header, description = "signing time, unix seconds"),
         ("X-Nivesh-Signature" = String, Header, description = "sha256=<hex HMAC-SHA256(secret, timestamp + \".\" + body)>"),

@@ -60,14 +60,48 @@ impl Config {
     }
 }
 
-/// `[service.kra]`: the KYC Registration Agency adapter.
+/// `[service.kra]`: the KYC Registration Agency adapter and its resilience (docs/resilience.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KraConfig {
     /// The KRA's REST base URL (the simulator's address locally).
     pub base_url: String,
-    /// Whole-request timeout (milliseconds).
+    /// Whole-request timeout of one attempt (milliseconds); never longer than what is left of
+    /// the request's deadline.
     pub request_timeout_ms: u64,
+    /// Attempts per registration (1 = no in-call retry); only transient failures (connect
+    /// error, timeout, 5xx, 408, 429) are retried, and a registration is safe to repeat (its
+    /// `Idempotency-Key` is the investor id).
+    pub max_attempts: u32,
+    /// First retry's backoff ceiling (milliseconds; full jitter); doubles per retry.
+    pub backoff_base_ms: u64,
+    /// Largest backoff ceiling (milliseconds).
+    pub backoff_max_ms: u64,
+    /// Retry budget: retries may add at most this share of the calls made in the last
+    /// `retry_budget_window_secs` (0.1 = 10 % extra load)...
+    pub retry_budget_ratio: f32,
+    /// ...plus this many retries per second.
+    pub retry_budget_min_per_sec: u32,
+    /// The budget's window (1 to 60 seconds).
+    pub retry_budget_window_secs: u64,
+    /// Circuit breaker: the sliding window (last N attempts) the rates are computed over.
+    pub breaker_window: usize,
+    /// No verdict before this many attempts are in the window.
+    pub breaker_minimum_calls: usize,
+    /// Open when at least this share of the window failed transiently...
+    pub breaker_failure_rate: f64,
+    /// ...or at least this share was slow...
+    pub breaker_slow_call_rate: f64,
+    /// ...where slow is at least this long (milliseconds).
+    pub breaker_slow_call_ms: u64,
+    /// How long the breaker stays open before trial calls (seconds).
+    pub breaker_open_secs: u64,
+    /// Trial calls in half-open; all must be under both rates to close it.
+    pub breaker_half_open_calls: u32,
+    /// Bulkhead: KRA calls in flight at once.
+    pub max_concurrent_calls: usize,
+    /// How long a call waits for a bulkhead slot before failing as unavailable (milliseconds).
+    pub bulkhead_wait_ms: u64,
 }
 
 impl Default for KraConfig {
@@ -75,7 +109,54 @@ impl Default for KraConfig {
         KraConfig {
             base_url: "http://127.0.0.1:8191".into(),
             request_timeout_ms: 3_000,
+            max_attempts: 3,
+            backoff_base_ms: 100,
+            backoff_max_ms: 1_000,
+            retry_budget_ratio: 0.1,
+            retry_budget_min_per_sec: 1,
+            retry_budget_window_secs: 10,
+            breaker_window: 20,
+            breaker_minimum_calls: 5,
+            breaker_failure_rate: 0.5,
+            breaker_slow_call_rate: 0.5,
+            breaker_slow_call_ms: 2_000,
+            breaker_open_secs: 30,
+            breaker_half_open_calls: 2,
+            max_concurrent_calls: 16,
+            bulkhead_wait_ms: 250,
         }
+    }
+}
+
+impl KraConfig {
+    /// The circuit breaker's thresholds.
+    pub fn breaker(&self) -> nivesh_resilience::BreakerConfig {
+        nivesh_resilience::BreakerConfig {
+            failure_rate_threshold: self.breaker_failure_rate,
+            slow_call_rate_threshold: self.breaker_slow_call_rate,
+            slow_call_duration: Duration::from_millis(self.breaker_slow_call_ms),
+            window: self.breaker_window.max(1),
+            minimum_calls: self.breaker_minimum_calls.max(1),
+            open_for: Duration::from_secs(self.breaker_open_secs),
+            half_open_calls: self.breaker_half_open_calls.max(1),
+        }
+    }
+
+    /// Retries: attempts, full-jitter backoff and the retry budget (one per client).
+    pub fn retry(&self, dependency: &str) -> nivesh_resilience::RetryPolicy {
+        nivesh_resilience::RetryPolicy::new(
+            dependency,
+            self.max_attempts,
+            nivesh_resilience::Backoff::new(
+                Duration::from_millis(self.backoff_base_ms),
+                Duration::from_millis(self.backoff_max_ms.max(self.backoff_base_ms)),
+            ),
+            nivesh_resilience::RetryBudget::new(
+                Duration::from_secs(self.retry_budget_window_secs),
+                self.retry_budget_min_per_sec,
+                self.retry_budget_ratio,
+            ),
+        )
     }
 }
 

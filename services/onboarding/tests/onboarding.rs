@@ -574,8 +574,10 @@ async fn kra_outage_leaves_pending_until_resubmitted() {
     let kra_url = format!("http://{}", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, stub).await });
 
+    // The failed attempts open the `kra` breaker (kra_resilience.rs tests it); open 1 s here.
     let h = Harness::start(Options {
         kra_url: Some(kra_url),
+        vars: vec![("NIVESH__SERVICE__KRA__BREAKER_OPEN_SECS".into(), "1".into())],
         ..Options::default()
     })
     .await;
@@ -597,9 +599,17 @@ async fn kra_outage_leaves_pending_until_resubmitted() {
     assert_eq!(s, 404);
 
     up.store(true, Ordering::SeqCst);
-    let (s, v, _) = h
-        .post(&path, Some(&h.distributor("dist-a")), &json!({}))
-        .await;
+    // 503 while the breaker is still open, then the resubmission is its trial and registers.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (s, v) = loop {
+        let (s, v, _) = h
+            .post(&path, Some(&h.distributor("dist-a")), &json!({}))
+            .await;
+        if s != 503 || tokio::time::Instant::now() > deadline {
+            break (s, v);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["kyc"]["status"], "REGISTERED");
     assert_eq!(v["kyc"]["kraReference"], "KRA-STUB-1");

@@ -6,7 +6,8 @@
 //! - `GET /v1/orders/schemes/{schemeCode}`: the scheme as the order service sees it (open or not).
 //!
 //! Every route but the scheme view needs a bearer token (401 without). Orders and SIPs: the
-//! investor themself, the distributor who onboarded them (registry `distributorId`), or an
+//! investor themself, the distributor who onboarded them (registry `distributorId`, or the
+//! distributor of `investor.onboarded`: see `identity`), or an
 //! admin of their tenant; other roles 403, anyone else's resources 404 exactly like missing
 //! ones (placing an order for them: the unknown-investor 422). `POST /v1/sips/run`: ops or admin.
 
@@ -74,14 +75,28 @@ pub fn router(svc: Arc<OrderService>, authenticator: Authenticator) -> axum::Rou
 /// Who may see and act on investors' orders at all (then only their own: [`may_access`]).
 const INVESTOR_FACING: [Role; 3] = [Role::Investor, Role::Distributor, Role::Admin];
 
-/// May `caller` see/act on `investor`'s orders? The registry knows the investor's tenant and
-/// onboarding distributor; an investor it does not know is of the default tenant, onboarded by
-/// nobody (only admins and the investor themself would match, and such an investor has no
+/// May `caller` see/act on `investor`'s orders? The merged investor view (registry file,
+/// overridden by what onboarding's events told us: see `identity`) gives the investor's tenant
+/// and onboarding distributor; an investor unknown to both is of the default tenant, onboarded
+/// by nobody (only admins and the investor themself would match, and such an investor has no
 /// orders anyway).
-fn may_access(svc: &OrderService, caller: &Caller, investor: &str) -> bool {
-    match svc.registry.get(investor) {
-        Some(i) => caller.can_access_investor(&i.tenant, investor, i.distributor_id.as_deref()),
+async fn may_access(svc: &OrderService, caller: &Caller, investor: &str) -> Result<bool, Problem> {
+    let view = svc.investor(investor).await.map_err(Problem::internal)?;
+    Ok(match view {
+        Some(v) => caller.can_access_investor(&v.tenant, investor, v.distributor_id.as_deref()),
         None => caller.can_access_investor(DEFAULT_TENANT, investor, None),
+    })
+}
+
+/// The investor `locate` found, if `caller` may access them.
+async fn accessible(
+    svc: &OrderService,
+    caller: &Caller,
+    investor: Option<String>,
+) -> Result<Option<String>, Problem> {
+    match investor {
+        Some(i) if may_access(svc, caller, &i).await? => Ok(Some(i)),
+        _ => Ok(None),
     }
 }
 
@@ -121,7 +136,7 @@ pub struct OrderRequest {
     responses(
         (status = 201, description = "order placed (Order) or SIP registered (Sip); Location header", body = Order),
         (status = 400, description = "missing/malformed Idempotency-Key or malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "invalid order: field errors, unknown investor, KYC not VERIFIED, unknown/closed scheme, not enough free units, key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid order: field errors, unknown investor, KYC not verified, investor erased, unknown/closed scheme, not enough free units, key reused with another body", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn place_order(
     State(svc): State<Arc<OrderService>>,
@@ -134,12 +149,12 @@ async fn place_order(
     // idempotency key is looked at, so a replay cannot leak another investor's order either).
     if let Some(id) = body.get("investorId").and_then(Value::as_str)
         && let Ok(investor) = InvestorId::parse(id)
-        && !may_access(&svc, &caller, investor.as_str())
+        && !may_access(&svc, &caller, investor.as_str()).await?
     {
         return Err(svc.unknown_investor(&investor));
     }
     let key = idempotency_key(&headers)?;
-    svc.submit(&key, &body).await
+    svc.submit(&caller.tenant, &key, &body).await
 }
 
 fn parse_order_id(raw: &str) -> Result<String, Problem> {
@@ -162,11 +177,12 @@ async fn get_order(
     caller.require_any_role(&INVESTOR_FACING)?;
     let order_id = parse_order_id(&raw)?;
     let not_found = || Problem::not_found(format!("no order {order_id}"));
-    let investor = svc
+    let located = svc
         .locate(ORDER_LOCATORS, &order_id)
         .await
-        .map_err(Problem::internal)?
-        .filter(|investor| may_access(&svc, &caller, investor))
+        .map_err(Problem::internal)?;
+    let investor = accessible(&svc, &caller, located)
+        .await?
         .ok_or_else(not_found)?;
     let (order, _) = svc
         .load::<Order>(ORDERS, &investor, &order_doc_id(&order_id))
@@ -232,9 +248,13 @@ async fn list_orders(
             "malformed cursor: pass nextCursor unchanged",
         ));
     }
-    if svc.registry.get(investor.as_str()).is_none()
-        || !may_access(&svc, &caller, investor.as_str())
-    {
+    let view = svc
+        .investor(investor.as_str())
+        .await
+        .map_err(Problem::internal)?;
+    if view.is_none_or(|v| {
+        !caller.can_access_investor(&v.tenant, investor.as_str(), v.distributor_id.as_deref())
+    }) {
         return Err(Problem::not_found(format!(
             "investor {investor} is not registered"
         )));
@@ -307,11 +327,12 @@ async fn get_sip(
         .map_err(|e| Problem::bad_request(format!("malformed SIP id: {e}")))?
         .to_string();
     let not_found = || Problem::not_found(format!("no SIP {sip_id}"));
-    let investor = svc
+    let located = svc
         .locate(SIP_LOCATORS, &sip_id)
         .await
-        .map_err(Problem::internal)?
-        .filter(|investor| may_access(&svc, &caller, investor))
+        .map_err(Problem::internal)?;
+    let investor = accessible(&svc, &caller, located)
+        .await?
         .ok_or_else(not_found)?;
     let (sip, _) = svc
         .load::<Sip>(ORDERS, &investor, &sip_doc_id(&sip_id))
@@ -401,7 +422,7 @@ pub struct SchemeView {
 }
 
 /// The order service's view of a scheme (from `nav.broadcast`): what orders validate against.
-#[utoipa::path(get, path = "/v1/orders/schemes/{schemeCode}", tag = "orders",
+#[utoipa::path(get, path = "/v1/orders/schemes/{schemeCode}", tag = "orders", security(()),
     params(("schemeCode" = String, Path, example = "119551")),
     responses((status = 200, body = SchemeView),
         (status = 400, description = "malformed scheme code", body = Problem, content_type = "application/problem+json"),

@@ -4,7 +4,9 @@
 //! - order-flow events (keyed by investor) → the investor's partition of `orders`: the order
 //!   (ETag'd Replace), the positions it touches (units held, locks) and, when the order fails
 //!   now, the `order.failed` outbox record;
-//! - `nav.broadcast` (keyed by scheme) → the scheme's partition of `schemes`.
+//! - `nav.broadcast` (keyed by scheme) → the scheme's partition of `schemes`;
+//! - `investor.onboarded`, `kyc.verified`, `investor.erased` (keyed by investor) → the
+//!   investor's identity document in their partition of `orders` (see [`crate::identity`]).
 //!
 //! Workers of different topics run concurrently, so two events of one order can race: every
 //! write is conditional on the ETag read, and a lost race recomputes from the fresh documents.
@@ -24,6 +26,7 @@ use nivesh_events::{
 use nivesh_store::{Batch, ETag, WriteOp, inbox_marker, is_inbox_conflict};
 use nivesh_txn_rules::{TxnKind, applicable_nav_date};
 
+use crate::identity::IdentityEvent;
 use crate::model::{
     Allotment, Failure, ORDERS, Order, OrderKind, OrderStatus, Position, SCHEME_DOC, SCHEMES,
     Scheme, ist_now, order_doc_id, position_doc_id,
@@ -80,6 +83,20 @@ impl MessageHandler for Consumer {
         let svc = &self.svc;
         let (investor, order_id, change) = match msg.topic.as_str() {
             "nav.broadcast" => return svc.on_nav(decode(svc, msg).await?).await,
+            "investor.onboarded" | "kyc.verified" | "investor.erased" => {
+                let event = match msg.topic.as_str() {
+                    "investor.onboarded" => IdentityEvent::Onboarded(decode(svc, msg).await?),
+                    "kyc.verified" => IdentityEvent::Kyc(decode(svc, msg).await?),
+                    _ => IdentityEvent::Erased(decode(svc, msg).await?),
+                };
+                if nivesh_domain::InvestorId::parse(event.investor_id()).is_err() {
+                    return Err(HandlerError::Permanent(format!(
+                        "{} carries a malformed investor id",
+                        msg.topic
+                    )));
+                }
+                return svc.on_identity(event).await;
+            }
             "payment.initiated" => {
                 let e: PaymentInitiated = decode(svc, msg).await?;
                 (

@@ -4,15 +4,21 @@
 //! - [`api`]: `POST /v1/orders` (idempotent under `Idempotency-Key`), order and SIP reads, the
 //!   investor's order list, the SIP run endpoint, OpenAPI.
 //! - `place`: placement — idempotency record + order + listing entry + position lock + the
-//!   `order.placed` outbox record in ONE batch in the investor's partition.
+//!   `order.placed` outbox record in ONE batch in the investor's partition; `idem_cache`: the
+//!   Redis fast path in front of it (repeats answered from Redis, duplicates wait for the first).
 //! - `validate`: the request shape per kind (pure); `status`: the status machine (pure).
 //! - [`handler`]: the `order` consumer group — payment, transaction and portfolio events move
-//!   the timeline (and emit `order.failed`); `nav.broadcast` feeds the scheme table.
+//!   the timeline (and emit `order.failed`); `nav.broadcast` feeds the scheme table; the
+//!   onboarding service's identity events feed `identity`.
 //! - `sip`: SIP schedule, instalment runner and the daily task.
-//! - [`model`]: documents and the storage layout; [`registry`]: the seeded investor registry.
+//! - [`model`]: documents and the storage layout; [`registry`]: the seeded investor registry
+//!   (the bootstrap); `identity`: investors learnt from `investor.onboarded`, `kyc.verified`
+//!   and `investor.erased`, merged over the registry (who may transact, tenant, distributor).
 
 pub mod api;
 pub mod handler;
+mod idem_cache;
+mod identity;
 pub mod model;
 mod place;
 pub mod registry;
@@ -57,6 +63,10 @@ pub struct Config {
     pub sip_run_interval_secs: u64,
     /// How long idempotency records are kept (at least 24).
     pub idempotency_ttl_hours: u64,
+    /// How long a placement's response stays in Redis to answer repeats of its key without
+    /// reading the store's record (seconds; 0: off, the store alone). The store's record,
+    /// kept `idempotency_ttl_hours`, decides either way.
+    pub idempotency_cache_secs: u64,
 }
 
 impl Default for Config {
@@ -68,6 +78,7 @@ impl Default for Config {
             limits: Limits::default(),
             sip_run_interval_secs: 3600,
             idempotency_ttl_hours: 48,
+            idempotency_cache_secs: 600,
         }
     }
 }
@@ -89,14 +100,18 @@ pub fn build(
         .map_err(nivesh_runtime::Error::Config)?;
     tracing::info!(investors = registry.len(), "investor registry loaded");
     let interval = config.sip_run_interval_secs;
-    let svc = Arc::new(OrderService::new(
-        ctx.store.clone(),
-        ctx.codec.clone(),
-        ctx.outbox_notify.clone(),
-        clock,
-        registry,
-        config,
-    ));
+    let idempotency_cache = Duration::from_secs(config.idempotency_cache_secs);
+    let svc = Arc::new(
+        OrderService::new(
+            ctx.store.clone(),
+            ctx.codec.clone(),
+            ctx.outbox_notify.clone(),
+            clock,
+            registry,
+            config,
+        )
+        .with_idempotency_cache(ctx.cache.clone(), idempotency_cache),
+    );
     let authenticator = nivesh_auth::Authenticator::new(&ctx.settings.auth);
     let mut app = ServiceApp::new()
         .routes(api::router(svc.clone(), authenticator))

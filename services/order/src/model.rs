@@ -4,7 +4,7 @@
 //!
 //! | container | partition key | document ids |
 //! | --- | --- | --- |
-//! | `orders` | investor id | `order:{orderId}`, `ix:{placedAt µs, 20 digits}-{orderId}` (listing index), `idem:{key}` (idempotency record, TTL 48 h), `pos:{schemeCode}` (units held + locks), `sip:{sipId}`, `inbox:order:{eventId}` |
+//! | `orders` | investor id | `order:{orderId}`, `ix:{placedAt µs, 20 digits}-{orderId}` (listing index), `idem:{key}` (idempotency record, TTL 48 h), `pos:{schemeCode}` (units held + locks), `sip:{sipId}`, `investor` (what onboarding's events said: tenant, distributor, KYC status, erasure; see `identity`), `inbox:order:{eventId}` |
 //! | `order_locators` | order id | `locator` → investor id |
 //! | `sip_locators` | SIP id | `locator` → investor id |
 //! | `sip_index` | `dom-{DD}` (the SIP's day of month) | `{sipId}` → investor id |

@@ -3,7 +3,7 @@
 //! One attempt:
 //! 1. read the idempotency record `idem:{key}` in the investor's partition: present → replay it
 //!    (same request hash) or refuse (422, different body);
-//! 2. validate (shape, investor + KYC, scheme table, free units);
+//! 2. validate (shape, investor + KYC (see `identity`), scheme table, free units);
 //! 3. upsert the locator (order id → investor) in its own partition;
 //! 4. commit ONE batch in the investor's partition: `Create idem:{key}` (with the response to
 //!    replay) + `Create order:{id}` + `Create ix:…` (listing) + the ETag'd position (locks) +
@@ -27,6 +27,8 @@ use nivesh_txn_rules::{TxnKind, applicable_nav_date, units_for_amount_up};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::idem_cache::{Begin, IdemCache};
+use crate::identity::Standing;
 use crate::model::{
     IdempotencyRecord, IndexEntry, ORDER_LOCATORS, ORDERS, Order, OrderKind, OrderStatus, Position,
     SIP_INDEX, SIP_LOCATORS, Scheme, Sip, SipStatus, TimelineEntry, idem_doc_id, index_doc_id,
@@ -179,40 +181,64 @@ impl OrderService {
         else {
             return Ok(None);
         };
-        if rec.request_hash != hash {
-            return Err(rejected(
-                "idempotency_key_reused",
-                Problem::unprocessable(format!(
-                    "Idempotency-Key {key} was already used for a different request; use a new key for a new request",
-                ))
-                .with_type("urn:nivesh:problem:idempotency-key-reused", "Idempotency-Key reused"),
-            ));
-        }
-        metrics::counter!("nivesh_order_idempotent_replays_total").increment(1);
-        Ok(Some(Reply {
-            status: rec.status,
-            location: rec.location,
-            body: rec.body,
-            replayed: true,
-        }))
+        checked_replay(
+            key,
+            hash,
+            &rec.request_hash,
+            Reply {
+                status: rec.status,
+                location: rec.location,
+                body: rec.body,
+                replayed: true,
+            },
+        )
+        .map(Some)
     }
 
-    /// `POST /v1/orders`, idempotent under `key`.
+    /// `POST /v1/orders`, idempotent under `key` for `tenant`'s investor: Redis' fast path
+    /// (`idem_cache`) in front of the store's idempotency record, which decides.
     pub(crate) async fn submit(
         &self,
+        tenant: &str,
         key: &IdempotencyKey,
         body: &Value,
     ) -> Result<Reply, Problem> {
         let investor = validate::investor_of(body).map_err(|e| invalid(vec![e]))?;
         let hash = request_hash(body);
+        let fast_key = IdemCache::key(tenant, investor.as_str(), key.as_str());
+        let claimed = match self.idem_cache.begin(&fast_key, &hash).await {
+            Begin::Replay(cached) => {
+                return checked_replay(key, &hash, &cached.request_hash, cached.reply);
+            }
+            Begin::Proceed { claimed } => claimed,
+        };
+        let outcome = self.submit_to_store(&investor, key, &hash, body).await;
+        let reply = outcome
+            .as_ref()
+            .ok()
+            .filter(|r| (200..300).contains(&r.status));
+        self.idem_cache
+            .finish(&fast_key, claimed, &hash, reply)
+            .await;
+        outcome
+    }
+
+    /// Placement on the store alone: replay the stored record, or place and record.
+    async fn submit_to_store(
+        &self,
+        investor: &InvestorId,
+        key: &IdempotencyKey,
+        hash: &str,
+        body: &Value,
+    ) -> Result<Reply, Problem> {
         for _ in 0..MAX_ATTEMPTS {
-            if let Some(reply) = self.replay(ORDERS, investor.as_str(), key, &hash).await? {
+            if let Some(reply) = self.replay(ORDERS, investor.as_str(), key, hash).await? {
                 return Ok(reply);
             }
             let today = self.clock.today_ist();
             let (_, request) =
                 validate::parse(body, &self.config.limits, today).map_err(invalid)?;
-            let plan = self.plan(&investor, key, &hash, request).await?;
+            let plan = self.plan(investor, key, hash, request).await?;
             match self.execute(plan).await? {
                 Attempt::Done(reply) => return Ok(reply),
                 Attempt::Retry => continue,
@@ -272,20 +298,29 @@ impl OrderService {
         )
     }
 
-    /// 422 unless the investor is in the registry with KYC VERIFIED.
-    pub(crate) fn check_investor(&self, investor: &InvestorId) -> Result<(), Problem> {
-        match self.registry.get(investor.as_str()) {
+    /// 422 unless the investor is known (registry file or onboarding's events) with KYC
+    /// verified (file `VERIFIED`, KRA `VALIDATED`) and not erased.
+    pub(crate) async fn check_investor(&self, investor: &InvestorId) -> Result<(), Problem> {
+        let view = self.investor(investor.as_str()).await.map_err(internal)?;
+        match view.map(|v| v.standing) {
             None => Err(self.unknown_investor(investor)),
-            Some(inv) if !inv.kyc_verified() => Err(rejected(
+            Some(Standing::NotVerified(status)) => Err(rejected(
                 "kyc_not_verified",
                 Problem::unprocessable(format!(
-                    "investor {investor} cannot transact: KYC status is {}, VERIFIED is required",
-                    inv.kyc_status
+                    "investor {investor} cannot transact: KYC status is {status}, a verified KYC (VALIDATED) is required"
                 ))
                 .with_type("urn:nivesh:problem:kyc-not-verified", "KYC not verified")
-                .with_field_errors([("investorId", "KYC is not VERIFIED")]),
+                .with_field_errors([("investorId", "KYC is not verified")]),
             )),
-            Some(_) => Ok(()),
+            Some(Standing::Erased) => Err(rejected(
+                "investor_erased",
+                Problem::unprocessable(format!(
+                    "investor {investor} cannot transact: their personal data was erased at their request (DPDP)"
+                ))
+                .with_type("urn:nivesh:problem:investor-erased", "Investor erased")
+                .with_field_errors([("investorId", "the investor's personal data was erased")]),
+            )),
+            Some(Standing::Verified) => Ok(()),
         }
     }
 
@@ -345,7 +380,7 @@ impl OrderService {
             } => (OrderKind::Switch, scheme, Some(target), Some(*qty), None),
             Request::Sip(sip) => return self.plan_sip(investor, key, hash, sip.clone()).await,
         };
-        self.check_investor(investor)?;
+        self.check_investor(investor).await?;
         let inv = investor.as_str();
         let mut errors = Vec::new();
         let (amount, units, all_units) = match (qty, &purchase) {
@@ -520,7 +555,7 @@ impl OrderService {
         hash: &str,
         req: SipRequest,
     ) -> Result<Plan, Problem> {
-        self.check_investor(investor)?;
+        self.check_investor(investor).await?;
         let inv = investor.as_str();
         let mut errors = Vec::new();
         let scheme = self
@@ -610,6 +645,27 @@ impl OrderService {
     pub(crate) fn idempotency_ttl(&self) -> Duration {
         Duration::from_secs(self.config.idempotency_ttl_hours * 3600)
     }
+}
+
+/// `reply` recorded under `key` for a request hashing to `recorded`: replayed when `hash` (this
+/// request's) matches, else the key was reused for another request (422).
+fn checked_replay(
+    key: &IdempotencyKey,
+    hash: &str,
+    recorded: &str,
+    reply: Reply,
+) -> Result<Reply, Problem> {
+    if recorded != hash {
+        return Err(rejected(
+            "idempotency_key_reused",
+            Problem::unprocessable(format!(
+                "Idempotency-Key {key} was already used for a different request; use a new key for a new request",
+            ))
+            .with_type("urn:nivesh:problem:idempotency-key-reused", "Idempotency-Key reused"),
+        ));
+    }
+    metrics::counter!("nivesh_order_idempotent_replays_total").increment(1);
+    Ok(reply)
 }
 
 /// A 422 without counting it again (the caller counts under its own reason).

@@ -1,6 +1,7 @@
-//! The seeded investor registry (`config/investors.json`) until an onboarding service owns
-//! investors: who exists, whether their KYC is VERIFIED, their tenant and the distributor who
-//! onboarded them (for access control).
+//! The seeded investor registry (`config/investors.json`): the demo investors who exist before
+//! any onboarding, whether their KYC is VERIFIED, their tenant and the distributor who onboarded
+//! them (for access control). Investors onboarded through the onboarding service come from its
+//! events instead, and a stored entry overrides the file's (see `identity`).
 
 use std::collections::HashMap;
 use std::path::Path;

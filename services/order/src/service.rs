@@ -3,17 +3,19 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use nivesh_domain::time::Clock;
 use nivesh_events::{AvroCodec, Event};
 use nivesh_runtime::outbox::outbox_message;
-use nivesh_store::{Batch, DocumentStore, ETag, OutboxMessage, WriteOp};
+use nivesh_store::{Batch, Cache, DocumentStore, ETag, OutboxMessage, WriteOp};
 use nivesh_txn_rules::{SchemeClass, classify};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 use crate::Config;
+use crate::idem_cache::IdemCache;
 use crate::model::{LOCATOR, Locator, SCHEME_DOC, SCHEMES, Scheme};
 use crate::registry::InvestorRegistry;
 
@@ -39,6 +41,9 @@ pub struct OrderService {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) registry: InvestorRegistry,
     pub(crate) config: Config,
+    /// Redis' fast path in front of placement's idempotency records (off until
+    /// [`OrderService::with_idempotency_cache`]).
+    pub(crate) idem_cache: IdemCache,
     closed: HashSet<String>,
 }
 
@@ -63,8 +68,16 @@ impl OrderService {
             clock,
             registry,
             config,
+            idem_cache: IdemCache::disabled(),
             closed,
         }
+    }
+
+    /// Answer repeats of an `Idempotency-Key` from `cache` for `ttl` (zero: off) before the
+    /// store's record is read (see `idem_cache`).
+    pub fn with_idempotency_cache(mut self, cache: Arc<dyn Cache>, ttl: Duration) -> Self {
+        self.idem_cache = IdemCache::new(cache, ttl);
+        self
     }
 
     /// A document's body as `T` with its ETag, or `None`.

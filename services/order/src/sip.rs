@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::identity::Standing;
 use crate::model::{
     Failure, IndexEntry, Locator, ORDER_LOCATORS, ORDERS, Order, OrderKind, OrderStatus, SIP_INDEX,
     Sip, SipInstalment, SipStatus, TimelineEntry, index_doc_id, ist_now, order_doc_id, sip_doc_id,
@@ -296,20 +297,26 @@ impl OrderService {
                 reason,
             })
         };
-        match self.registry.get(&sip.investor_id) {
+        match self.investor(&sip.investor_id).await?.map(|v| v.standing) {
             None => {
                 return Ok(failure(
                     "UNKNOWN_INVESTOR",
                     format!("investor {} is not registered", sip.investor_id),
                 ));
             }
-            Some(inv) if !inv.kyc_verified() => {
+            Some(Standing::NotVerified(status)) => {
                 return Ok(failure(
                     "KYC_NOT_VERIFIED",
-                    format!("KYC status is {}, VERIFIED is required", inv.kyc_status),
+                    format!("KYC status is {status}, a verified KYC (VALIDATED) is required"),
                 ));
             }
-            Some(_) => {}
+            Some(Standing::Erased) => {
+                return Ok(failure(
+                    "INVESTOR_ERASED",
+                    "the investor's personal data was erased (DPDP)".to_string(),
+                ));
+            }
+            Some(Standing::Verified) => {}
         }
         Ok(match self.scheme(&sip.scheme_code).await? {
             None => failure(

@@ -122,7 +122,7 @@ fn refuse(result: &'static str, problem: Problem) -> Problem {
 
 /// Gateway webhook: payment captured or failed. Signed with HMAC-SHA256 over
 /// `"<X-Nivesh-Timestamp>.<raw body>"`.
-#[utoipa::path(post, path = "/v1/payments/webhook", tag = "payments",
+#[utoipa::path(post, path = "/v1/payments/webhook", tag = "payments", security(()),
     params(
         ("X-Nivesh-Timestamp" = String, Header, description = "signing time, unix seconds"),
         ("X-Nivesh-Signature" = String, Header, description = "sha256=<hex HMAC-SHA256(secret, timestamp + \".\" + body)>"),

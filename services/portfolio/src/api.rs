@@ -82,12 +82,17 @@ const INVESTOR_FACING: [Role; 3] = [Role::Investor, Role::Distributor, Role::Adm
 
 /// The well-formed investor id of the path, if `caller` may read that investor's portfolio:
 /// 403 for a role that never may, 404 for someone else's investor (whether or not it exists).
-fn investor(api: &PortfolioApi, caller: &Caller, raw: &str) -> Result<String, Problem> {
+async fn investor(api: &PortfolioApi, caller: &Caller, raw: &str) -> Result<String, Problem> {
     caller.require_any_role(&INVESTOR_FACING)?;
     let investor = InvestorId::parse(raw)
         .map(|i| i.to_string())
         .map_err(|e| Problem::bad_request(e.to_string()))?;
-    if api.directory.may_access(caller, &investor) {
+    let allowed = api
+        .directory
+        .may_access(&*api.repo.store, caller, &investor)
+        .await
+        .map_err(Problem::internal)?;
+    if allowed {
         Ok(investor)
     } else {
         Err(Problem::not_found(format!(
@@ -118,14 +123,15 @@ fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
     responses((status = 200, body = PortfolioView, description = "The valued portfolio (empty holdings and version 0 when the investor has none)",
                headers(("ETag" = String, description = "Changes with the portfolio version, the NAVs used and the business date"))),
               (status = 304, description = "Not modified since the ETag given"),
-              (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed investor id")))]
+              (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed investor id"),
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "Another investor's portfolio: answered exactly like an unknown investor")))]
 async fn get_portfolio(
     State(api): State<PortfolioApi>,
     caller: Caller,
     ApiPath(raw): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let investor = investor(&api, &caller, &raw)?;
+    let investor = investor(&api, &caller, &raw).await?;
     let (snapshot, source) = api.repo.holdings(&investor).await.map_err(internal)?;
     metrics::counter!("nivesh_portfolio_reads_total", "source" => source.as_str()).increment(1);
     let mut codes: Vec<String> = snapshot
@@ -183,14 +189,15 @@ pub struct TransactionPage {
 #[utoipa::path(get, path = "/v1/investors/{investor_id}/portfolio/transactions",
     params(("investor_id" = String, Path, example = "INV0001"), PageParams),
     responses((status = 200, body = TransactionPage),
-              (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed investor id or paging")))]
+              (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed investor id or paging"),
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "Another investor's transactions: answered exactly like an unknown investor")))]
 async fn list_transactions(
     State(api): State<PortfolioApi>,
     caller: Caller,
     ApiPath(raw): ApiPath<String>,
     ApiQuery(p): ApiQuery<PageParams>,
 ) -> Result<Json<TransactionPage>, Problem> {
-    let investor = investor(&api, &caller, &raw)?;
+    let investor = investor(&api, &caller, &raw).await?;
     let after = p.after.unwrap_or(0);
     let limit = p.limit.unwrap_or(DEFAULT_PAGE);
     if after < 0 {
@@ -225,13 +232,14 @@ async fn list_transactions(
 #[utoipa::path(get, path = "/v1/investors/{investor_id}/portfolio/reconciliation",
     params(("investor_id" = String, Path, example = "INV0001")),
     responses((status = 200, body = Reconciliation, description = "ok=true when every holding equals the sum of its transactions, else the mismatches"),
-              (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed investor id")))]
+              (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed investor id"),
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "Another investor's reconciliation: answered exactly like an unknown investor")))]
 async fn get_reconciliation(
     State(api): State<PortfolioApi>,
     caller: Caller,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<Reconciliation>, Problem> {
-    let investor = investor(&api, &caller, &raw)?;
+    let investor = investor(&api, &caller, &raw).await?;
     // Store only: a reconciliation of a cache would prove nothing.
     let snapshot = api
         .repo

@@ -16,6 +16,10 @@
 //! the same date replaces it, an older date never does. Then Redis gets the new value. Holdings
 //! are not touched: valuations join them with the latest NAV at read time.
 //!
+//! **`investor.onboarded`, `investor.erased`** (key: investor id). The investor's owner (tenant,
+//! onboarding distributor) for access control, document `investor` in the investor's partition
+//! of [`PORTFOLIO`], with the inbox marker in one batch (ETag-guarded; see [`crate::access`]).
+//!
 //! Errors: undecodable or self-contradicting events are [`HandlerError::Permanent`] (straight to
 //! `portfolio.dlq`); store failures and a redemption whose lots have not arrived yet are
 //! [`HandlerError::Retryable`] (retry tiers, then the DLQ).
@@ -25,7 +29,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Utc;
 use nivesh_bus::{HandlerError, InboundMessage, MessageHandler};
-use nivesh_domain::{Nav, SchemeCode};
+use nivesh_domain::{InvestorId, Nav, SchemeCode};
 use nivesh_events::{AvroCodec, EventMeta, NavPublished};
 use nivesh_events::{PortfolioUpdated, TransactionCompleted};
 use nivesh_runtime::outbox::outbox_message;
@@ -35,6 +39,7 @@ use nivesh_store::{
 };
 use tokio::sync::Notify;
 
+use crate::access::{InvestorOwner, OWNER_DOC, OwnerEvent};
 use crate::ledger::{ApplyError, Txn, apply};
 use crate::model::{
     Holding, LATEST_NAV_ID, PORTFOLIO, SCHEME_NAV, SchemeNav, TxnRecord, VERSION_ID, VersionDoc,
@@ -46,6 +51,8 @@ pub const GROUP: &str = "portfolio";
 pub const TRANSACTION_TOPIC: &str = "transaction.completed";
 pub const NAV_TOPIC: &str = "nav.broadcast";
 pub const UPDATED_TOPIC: &str = "portfolio.updated";
+pub const ONBOARDED_TOPIC: &str = "investor.onboarded";
+pub const ERASED_TOPIC: &str = "investor.erased";
 
 /// Attempts within one delivery when another writer changed the investor's documents between
 /// our read and our commit.
@@ -79,6 +86,7 @@ impl MessageHandler for PortfolioHandler {
         match msg.topic.as_str() {
             TRANSACTION_TOPIC => self.on_transaction(msg).await,
             NAV_TOPIC => self.on_nav(msg).await,
+            ONBOARDED_TOPIC | ERASED_TOPIC => self.on_identity(msg).await,
             other => Err(HandlerError::Permanent(format!(
                 "group {GROUP} does not consume topic {other}"
             ))),
@@ -299,6 +307,80 @@ impl PortfolioHandler {
             }
             Err(e) => Err(retryable(e)),
         }
+    }
+
+    /// `investor.onboarded` / `investor.erased`: the investor's owner, with the inbox marker.
+    async fn on_identity(&self, msg: &InboundMessage) -> Result<(), HandlerError> {
+        let event = if msg.topic == ONBOARDED_TOPIC {
+            OwnerEvent::Onboarded(self.codec.decode(&msg.payload).await.map_err(|e| {
+                HandlerError::Permanent(format!("not an InvestorOnboarded event: {e}"))
+            })?)
+        } else {
+            OwnerEvent::Erased(self.codec.decode(&msg.payload).await.map_err(|e| {
+                HandlerError::Permanent(format!("not an InvestorErased event: {e}"))
+            })?)
+        };
+        let investor = event.investor_id().to_string();
+        if InvestorId::parse(&investor).is_err() {
+            return Err(HandlerError::Permanent(format!(
+                "{} carries a malformed investor id",
+                msg.topic
+            )));
+        }
+        let event_id = event.event_id();
+        for _ in 0..MAX_ETAG_ATTEMPTS {
+            let current = self
+                .store
+                .get(PORTFOLIO, &investor, OWNER_DOC)
+                .await
+                .map_err(retryable)?;
+            let (owner, write) = match current {
+                Some(doc) => {
+                    let before: InvestorOwner = serde_json::from_value(doc.body)
+                        .map_err(|e| retryable(format!("owner of {investor} is malformed: {e}")))?;
+                    let after = InvestorOwner::apply(Some(before.clone()), &event);
+                    let write = (after != before).then(|| WriteOp::Replace {
+                        id: OWNER_DOC.into(),
+                        body: serde_json::to_value(&after).expect("owner serializes"),
+                        if_match: doc.etag,
+                        ttl: None,
+                    });
+                    (after, write)
+                }
+                None => {
+                    let after = InvestorOwner::apply(None, &event);
+                    let write = WriteOp::Create {
+                        id: OWNER_DOC.into(),
+                        body: serde_json::to_value(&after).expect("owner serializes"),
+                        ttl: None,
+                    };
+                    (after, Some(write))
+                }
+            };
+            let mut batch = Batch::new(PORTFOLIO, &investor).op(inbox_marker(GROUP, &event_id));
+            if let Some(op) = write {
+                batch = batch.op(op);
+            }
+            match self.store.commit(batch).await {
+                Ok(_) => {
+                    tracing::info!(investor = %investor, distributor = ?owner.distributor_id,
+                        erased = owner.erased_at.is_some(), "investor owner updated");
+                    return Ok(());
+                }
+                Err(e) if is_inbox_conflict(&e, GROUP, &event_id) => {
+                    metrics::counter!("nivesh_inbox_duplicates_total", "group" => GROUP, "reason" => "event")
+                        .increment(1);
+                    return Ok(());
+                }
+                Err(StoreError::PreconditionFailed { .. }) | Err(StoreError::Conflict { .. }) => {
+                    continue;
+                }
+                Err(e) => return Err(retryable(e)),
+            }
+        }
+        Err(HandlerError::Retryable(format!(
+            "the owner of investor {investor} kept changing"
+        )))
     }
 
     async fn on_nav(&self, msg: &InboundMessage) -> Result<(), HandlerError> {

@@ -3,14 +3,16 @@
 //! - [`handler`]: the `portfolio` consumer group. `transaction.completed` → FIFO lots, units,
 //!   cost basis, cash flows and the investor's version, with the inbox marker and a
 //!   `portfolio.updated` outbox record in one batch in the investor's partition;
-//!   `nav.broadcast` → the latest NAV per scheme.
+//!   `nav.broadcast` → the latest NAV per scheme; `investor.onboarded` / `investor.erased` →
+//!   the investor's owner (tenant, distributor) for [`access`].
 //! - [`ledger`]: applying one transaction to a holding (pure).
 //! - [`valuation`]: current value, gain, XIRR and the ETag (pure).
 //! - [`reconcile`]: holdings vs the sum of their transactions (pure).
 //! - [`repo`]: store (system of record) and Redis (cache-aside) access.
 //! - [`api`]: `GET /v1/investors/{investorId}/portfolio`, `.../transactions`, `.../reconciliation`.
 //! - [`model`]: stored documents, ids and cache keys.
-//! - [`access`]: who may read whose portfolio (bearer token + the investor registry).
+//! - [`access`]: who may read whose portfolio (bearer token + the investor owner learnt from
+//!   `investor.onboarded` / `investor.erased`, over the seeded investor registry).
 //!
 //! Flow: `transaction.completed` → [`handler::PortfolioHandler`] → store + outbox →
 //! `portfolio.updated` (the order service marks the order COMPLETED), then Redis.
@@ -63,13 +65,12 @@ impl Default for Config {
 /// The service's routes, OpenAPI and consumer on an existing context, valuing with `clock`
 /// (the business clock in production; tests pass a fixed one).
 pub fn app(ctx: &ServiceContext, config: &Config, clock: Arc<dyn Clock>) -> ServiceApp {
-    let repo = repo::Repo {
-        store: ctx.store.clone(),
-        cache: ctx.cache.clone(),
-        holdings_ttl: Duration::from_secs(config.holdings_cache_ttl_secs.max(1)),
-        nav_ttl: Duration::from_secs(config.nav_cache_ttl_secs.max(1)),
-        pending: repo::PendingInvalidations::default(),
-    };
+    let repo = repo::Repo::new(
+        ctx.store.clone(),
+        ctx.cache.clone(),
+        Duration::from_secs(config.holdings_cache_ttl_secs.max(1)),
+        Duration::from_secs(config.nav_cache_ttl_secs.max(1)),
+    );
     let handler = handler::PortfolioHandler {
         store: ctx.store.clone(),
         repo: repo.clone(),

@@ -4,7 +4,7 @@
 //!
 //! | container | partition key | document ids |
 //! | --- | --- | --- |
-//! | [`PORTFOLIO`] | investor id | `version`, `h:{scheme}:{folio}` ([`Holding`]), `t:{version:012}` ([`TxnRecord`]), `x:{transaction id}` (applied-transaction key), `inbox:portfolio:{event id}` |
+//! | [`PORTFOLIO`] | investor id | `version`, `h:{scheme}:{folio}` ([`Holding`]), `t:{version:012}` ([`TxnRecord`]), `x:{transaction id}` (applied-transaction key), `investor` (tenant and distributor from the identity events: [`crate::access::InvestorOwner`]), `inbox:portfolio:{event id}` |
 //! | [`SCHEME_NAV`] | scheme code | `latest` ([`SchemeNav`]), `inbox:portfolio:{event id}` |
 //!
 //! Everything one transaction changes lives in the investor's partition, so it commits in one

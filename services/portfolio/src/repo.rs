@@ -1,7 +1,10 @@
 //! Reading holdings and NAVs: the store is the system of record, Redis a lossy cache in front.
 //!
-//! - Readers try Redis, fall back to the store on a miss or a Redis error, and then populate
-//!   Redis with `SET NX` (never overwriting what a writer put there).
+//! - Readers go through [`nivesh_store::CacheAside`]: Redis first; on a miss or a Redis error
+//!   one load per key per process (concurrent misses await it: a popular investor's expired
+//!   entry costs the store one read, not one per request), then `SET NX` with a TTL jittered
+//!   ± 10 % (never overwriting what a writer put there; keys filled together do not expire
+//!   together).
 //! - Writers commit to the store first, then overwrite the cached value with a fresh read of the
 //!   store (`SET`), or delete it when that fails. A reader that loaded an older state just before
 //!   a commit cannot overwrite the writer's fresh copy (its `SET NX` finds the key present); the
@@ -17,7 +20,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use nivesh_store::{Cache, DocumentStore, IdRange};
+use nivesh_store::{Cache, CacheAside, DocumentStore, IdRange};
 
 use crate::model::{
     HOLDING_RANGE, Holding, HoldingsSnapshot, LATEST_NAV_ID, PORTFOLIO, SCHEME_NAV, SchemeNav,
@@ -32,6 +35,14 @@ pub enum RepoError {
     Store(#[from] nivesh_store::Error),
     #[error("stored document {id} is malformed: {reason}")]
     Malformed { id: String, reason: String },
+    /// A load another reader ran for the same key (single flight), failed for both.
+    #[error(transparent)]
+    Shared(Arc<RepoError>),
+}
+
+/// The error of a single-flight load: our own when nobody else waited for it.
+fn unshare(e: Arc<RepoError>) -> RepoError {
+    Arc::try_unwrap(e).unwrap_or_else(RepoError::Shared)
 }
 
 fn decode<T: serde::de::DeserializeOwned>(doc: &nivesh_store::StoredDoc) -> Result<T, RepoError> {
@@ -93,8 +104,10 @@ impl PendingInvalidations {
 pub struct Repo {
     pub store: Arc<dyn DocumentStore>,
     pub cache: Arc<dyn Cache>,
-    pub holdings_ttl: Duration,
-    pub nav_ttl: Duration,
+    /// Cache-aside reads of holdings (`holdings_ttl` ± 10 %).
+    pub holdings_reads: CacheAside,
+    /// Cache-aside reads of latest NAVs (`nav_ttl` ± 10 %).
+    pub nav_reads: CacheAside,
     pub pending: PendingInvalidations,
 }
 
@@ -104,6 +117,22 @@ fn cache_error(op: &'static str, e: &nivesh_store::Error) {
 }
 
 impl Repo {
+    /// Store and cache, cached holdings living `holdings_ttl` and NAVs `nav_ttl` (each ± 10 %).
+    pub fn new(
+        store: Arc<dyn DocumentStore>,
+        cache: Arc<dyn Cache>,
+        holdings_ttl: Duration,
+        nav_ttl: Duration,
+    ) -> Self {
+        Repo {
+            store,
+            holdings_reads: CacheAside::new(cache.clone(), "portfolio_holdings", holdings_ttl),
+            nav_reads: CacheAside::new(cache.clone(), "portfolio_nav", nav_ttl),
+            cache,
+            pending: PendingInvalidations::default(),
+        }
+    }
+
     /// An investor's holdings and version from the store. The version is read first, so a
     /// commit landing between the two reads can only make the version look older than the
     /// holdings (the next read corrects it), never newer; each holding carries its own version
@@ -140,24 +169,24 @@ impl Repo {
         if self.pending.contains(&key) {
             return Ok((self.holdings_from_store(investor).await?, Source::Store));
         }
-        match self.cache.get(&key).await {
-            Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
-                Ok(snapshot) => return Ok((snapshot, Source::Cache)),
-                Err(e) => tracing::warn!(error = %e, key, "unreadable cached holdings; reloading"),
-            },
-            Ok(None) => {}
-            Err(e) => cache_error("get", &e),
+        let (repo, owner) = (self.clone(), investor.to_string());
+        let fetched = self
+            .holdings_reads
+            .get_or_load(&key, move || async move {
+                repo.holdings_from_store(&owner).await.map(Some)
+            })
+            .await
+            .map_err(unshare)?;
+        let source = if fetched.origin.is_cache() {
+            Source::Cache
+        } else {
+            Source::Store
+        };
+        match fetched.value {
+            Some(snapshot) => Ok((snapshot, source)),
+            // The loader always finds a snapshot (an investor without holdings has an empty one).
+            None => Ok((self.holdings_from_store(investor).await?, Source::Store)),
         }
-        let snapshot = self.holdings_from_store(investor).await?;
-        if let Ok(bytes) = serde_json::to_vec(&snapshot)
-            && let Err(e) = self
-                .cache
-                .set_nx(&key, &bytes, Some(self.holdings_ttl))
-                .await
-        {
-            cache_error("set_nx", &e);
-        }
-        Ok((snapshot, Source::Store))
     }
 
     /// After a commit: replace the cached holdings with the store's, or drop them.
@@ -171,7 +200,10 @@ impl Repo {
             }
         };
         let set = match fresh {
-            Some(bytes) => self.cache.set(&key, &bytes, Some(self.holdings_ttl)).await,
+            Some(bytes) => {
+                let ttl = self.holdings_reads.jittered_ttl();
+                self.cache.set(&key, &bytes, Some(ttl)).await
+            }
             None => Err(nivesh_store::Error::Invalid("no fresh holdings".into())),
         };
         self.settle(&key, set).await;
@@ -221,23 +253,33 @@ impl Repo {
         metrics::gauge!("nivesh_portfolio_pending_invalidations").set(self.pending.len() as f64);
     }
 
-    /// Latest NAV of each scheme in `codes` that has one: Redis in one round trip, the store for
-    /// the misses.
+    /// The latest NAV of one scheme from the store.
+    async fn nav_from_store(&self, code: &str) -> Result<Option<SchemeNav>, RepoError> {
+        match self.store.get(SCHEME_NAV, code, LATEST_NAV_ID).await? {
+            Some(doc) => Ok(Some(decode(&doc)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Latest NAV of each scheme in `codes` that has one: Redis in one round trip (`MGET`), the
+    /// misses through the NAV single flight (a scheme many portfolios hold is loaded once
+    /// however many valuations miss it at the same moment). When the `MGET` itself failed Redis
+    /// is away: the misses are read from the store without trying to fill Redis (one timeout
+    /// per valuation, not one per scheme).
     pub async fn navs(&self, codes: &[String]) -> Result<HashMap<String, SchemeNav>, RepoError> {
         let mut out = HashMap::with_capacity(codes.len());
         if codes.is_empty() {
             return Ok(out);
         }
         let keys: Vec<String> = codes.iter().map(|c| nav_cache_key(c)).collect();
-        let cached = match self.cache.get_many(&keys).await {
-            Ok(v) if v.len() == codes.len() => v,
-            Ok(_) => vec![None; codes.len()],
+        let (cached, redis_up) = match self.cache.get_many(&keys).await {
+            Ok(v) if v.len() == codes.len() => (v, true),
+            Ok(_) => (vec![None; codes.len()], true),
             Err(e) => {
                 cache_error("get_many", &e);
-                vec![None; codes.len()]
+                (vec![None; codes.len()], false)
             }
         };
-        let mut fill = Vec::new();
         for ((code, key), hit) in codes.iter().zip(&keys).zip(cached) {
             let hit = hit.filter(|_| !self.pending.contains(key));
             if let Some(nav) = hit.and_then(|b| serde_json::from_slice::<SchemeNav>(&b).ok()) {
@@ -247,18 +289,21 @@ impl Repo {
                 continue;
             }
             metrics::counter!("nivesh_portfolio_nav_reads_total", "source" => "store").increment(1);
-            if let Some(doc) = self.store.get(SCHEME_NAV, code, LATEST_NAV_ID).await? {
-                let nav: SchemeNav = decode(&doc)?;
-                if let Ok(bytes) = serde_json::to_vec(&nav) {
-                    fill.push((nav_cache_key(code), bytes));
-                }
+            let nav = if redis_up {
+                let (repo, scheme) = (self.clone(), code.clone());
+                self.nav_reads
+                    .load(
+                        key,
+                        move || async move { repo.nav_from_store(&scheme).await },
+                    )
+                    .await
+                    .map_err(unshare)?
+                    .value
+            } else {
+                self.nav_from_store(code).await?
+            };
+            if let Some(nav) = nav {
                 out.insert(code.clone(), nav);
-            }
-        }
-        for (key, bytes) in fill {
-            if let Err(e) = self.cache.set_nx(&key, &bytes, Some(self.nav_ttl)).await {
-                cache_error("set_nx", &e);
-                break;
             }
         }
         Ok(out)
@@ -268,7 +313,10 @@ impl Repo {
     pub async fn refresh_nav(&self, nav: &SchemeNav) {
         let key = nav_cache_key(&nav.scheme_code);
         let set = match serde_json::to_vec(nav) {
-            Ok(bytes) => self.cache.set(&key, &bytes, Some(self.nav_ttl)).await,
+            Ok(bytes) => {
+                let ttl = self.nav_reads.jittered_ttl();
+                self.cache.set(&key, &bytes, Some(ttl)).await
+            }
             Err(e) => Err(nivesh_store::Error::Invalid(e.to_string())),
         };
         self.settle(&key, set).await;

@@ -31,13 +31,12 @@ async fn fixture() -> Fixture {
     let store = Arc::new(EmbeddedStore::in_memory().unwrap());
     let (cache, _) = redis_cache().await;
     let cache: Arc<dyn Cache> = cache;
-    let repo = Repo {
-        store: store.clone(),
-        cache: cache.clone(),
-        holdings_ttl: std::time::Duration::from_secs(60),
-        nav_ttl: std::time::Duration::from_secs(60),
-        pending: Default::default(),
-    };
+    let repo = Repo::new(
+        store.clone(),
+        cache.clone(),
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_secs(60),
+    );
     Fixture {
         handler: PortfolioHandler {
             store: store.clone(),

@@ -15,7 +15,6 @@ use rdkafka::message::Headers;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::context::BusContext;
 use super::{ConsumerSettings, DoneGuard, Tp};
@@ -146,28 +145,10 @@ impl WorkerEnv {
         }
 
         let msg = self.inbound(&rec, retry_tier.is_some(), failed_before + 1);
-        let span = tracing::info_span!(
-            "kafka.consume",
-            otel.kind = "consumer",
-            messaging.system = "kafka",
-            messaging.destination.name = %rec.topic,
-            messaging.kafka.partition = rec.partition,
-            messaging.kafka.offset = rec.offset,
-            messaging.consumer.group.name = %self.group,
-            nivesh.attempt = msg.attempt,
-        );
-        // Fails only when no OpenTelemetry layer is installed; the span then has no trace to join.
-        let _ = span.set_parent(crate::trace::extract(&rec.headers));
-
+        let span = self.span(&msg);
         let outcome = {
-            let _permit = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Finish::Abandoned,
-                p = self.permits.acquire() => match p {
-                    Ok(p) => p,
-                    // The semaphore is never closed; treat it like a shutdown if it were.
-                    Err(_) => return Finish::Abandoned,
-                },
+            let Some(_permit) = self.permit(cancel).await else {
+                return Finish::Abandoned;
             };
             let started = Instant::now();
             let result = AssertUnwindSafe(self.handler.handle(&msg))
@@ -182,14 +163,38 @@ impl WorkerEnv {
             .record(started.elapsed().as_secs_f64());
             // A panic is a bug in the handler; treating it as retryable keeps the partition
             // moving and ends in the dead-letter topic if it keeps happening.
-            result.unwrap_or_else(|panic| {
-                Err(HandlerError::Retryable(format!(
-                    "handler panicked: {}",
-                    panic_text(&panic)
-                )))
-            })
+            result.unwrap_or_else(|panic| Err(panicked(&*panic)))
         };
+        self.settle(&rec, retry_tier, failed_before, outcome, &span, cancel)
+            .await
+    }
 
+    /// The `kafka.consume` span of one record, joined to the trace its headers carry.
+    fn span(&self, msg: &InboundMessage) -> tracing::Span {
+        crate::trace::consume_span(&self.group, msg)
+    }
+
+    /// One of the consumer's in-flight permits; `None` when cancelled first.
+    async fn permit(&self, cancel: &CancellationToken) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => None,
+            // The semaphore is never closed; treat it like a shutdown if it were.
+            p = self.permits.acquire() => p.ok(),
+        }
+    }
+
+    /// Route a handled record: done on success, else forwarded to its retry tier or the
+    /// dead-letter topic (and done once the broker acknowledged the forward).
+    async fn settle(
+        &self,
+        rec: &Record,
+        retry_tier: Option<usize>,
+        failed_before: u32,
+        outcome: Result<(), HandlerError>,
+        span: &tracing::Span,
+        cancel: &CancellationToken,
+    ) -> Finish {
         let failed = failed_before + 1;
         let (route, error) = match outcome {
             Ok(()) => {
@@ -231,12 +236,102 @@ impl WorkerEnv {
                 tracing::warn!(attempt = failed, error = %error, "record sent to retry");
             }
         });
-        let out = self.forward_record(&rec, retry_tier.is_some(), failed, &error, &route);
+        let out = self.forward_record(rec, retry_tier.is_some(), failed, &error, &route);
         if !self.publish_until_acked(out, cancel).await {
             return Finish::Abandoned;
         }
         self.count(&rec.topic, outcome_label);
         Finish::Done
+    }
+
+    /// A batched handler's path (first deliveries only): the chains are handed over in rounds,
+    /// round `r` holding the `r`-th record of every chain still running, so each key's records
+    /// stay in offset order while one call covers many keys. Returns the positions finished.
+    async fn process_rounds(
+        &self,
+        chains: Vec<Vec<(usize, Record)>>,
+        cancel: &CancellationToken,
+    ) -> Vec<usize> {
+        let mut chains: Vec<std::vec::IntoIter<(usize, Record)>> =
+            chains.into_iter().map(Vec::into_iter).collect();
+        let mut running = vec![true; chains.len()];
+        let mut finished = Vec::new();
+        loop {
+            let round: Vec<(usize, usize, Record)> = chains
+                .iter_mut()
+                .enumerate()
+                .filter(|(c, _)| running[*c])
+                .filter_map(|(c, chain)| chain.next().map(|(pos, rec)| (c, pos, rec)))
+                .collect();
+            if round.is_empty() {
+                return finished;
+            }
+            let msgs: Vec<InboundMessage> = round
+                .iter()
+                .map(|(_, _, rec)| self.inbound(rec, false, 1))
+                .collect();
+            let outcomes = {
+                let Some(_permit) = self.permit(cancel).await else {
+                    return finished;
+                };
+                let started = Instant::now();
+                let span = tracing::info_span!(
+                    "kafka.consume.batch",
+                    otel.kind = "consumer",
+                    messaging.system = "kafka",
+                    messaging.consumer.group.name = %self.group,
+                    messaging.batch.message_count = msgs.len(),
+                );
+                let result = AssertUnwindSafe(self.handler.handle_many(&msgs))
+                    .catch_unwind()
+                    .instrument(span)
+                    .await;
+                let elapsed = started.elapsed().as_secs_f64();
+                metrics::histogram!("nivesh_consumer_batch_handler_seconds", "group" => self.group.clone())
+                    .record(elapsed);
+                metrics::histogram!("nivesh_consumer_batch_records", "group" => self.group.clone())
+                    .record(msgs.len() as f64);
+                match result {
+                    Ok(outcomes) if outcomes.len() == msgs.len() => outcomes,
+                    Ok(outcomes) => {
+                        let e = HandlerError::Retryable(format!(
+                            "handle_many answered {} results for {} records",
+                            outcomes.len(),
+                            msgs.len()
+                        ));
+                        vec![Err(e); msgs.len()]
+                    }
+                    Err(panic) => vec![Err(panicked(&*panic)); msgs.len()],
+                }
+            };
+            let settled: Vec<(usize, usize, Finish)> = round
+                .iter()
+                .zip(outcomes)
+                .zip(&msgs)
+                .map(|(((c, pos, rec), outcome), msg)| async move {
+                    // The handler opened each record's span around its own work; a failure is
+                    // logged in a span of its own, joined to the record's trace.
+                    let span = match &outcome {
+                        Ok(()) => tracing::Span::none(),
+                        Err(_) => self.span(msg),
+                    };
+                    (
+                        *c,
+                        *pos,
+                        self.settle(rec, None, 0, outcome, &span, cancel).await,
+                    )
+                })
+                .collect::<FuturesUnordered<_>>()
+                .collect()
+                .await;
+            for (c, pos, finish) in settled {
+                match finish {
+                    Finish::Done => finished.push(pos),
+                    // Later records of this key must not run before this one.
+                    Finish::Abandoned => running[c] = false,
+                }
+            }
+        }
     }
 
     fn inbound(&self, rec: &Record, from_retry: bool, attempt: u32) -> InboundMessage {
@@ -394,9 +489,21 @@ impl WorkerEnv {
             });
             chains[chain].push((pos, rec));
         }
+        let mut done = vec![false; len];
+        // A batch is one partition of one topic; retry topics keep the per-record path (each
+        // record waits for its own not-before time).
+        let first_delivery = chains
+            .first()
+            .and_then(|c| c.first())
+            .is_some_and(|(_, rec)| !self.retry_tiers.contains_key(&rec.topic));
+        if self.handler.batched() && first_delivery {
+            for pos in self.process_rounds(chains, cancel).await {
+                done[pos] = true;
+            }
+            return done.iter().take_while(|d| **d).count();
+        }
         metrics::histogram!("nivesh_consumer_batch_records", "group" => self.group.clone())
             .record(len as f64);
-        let mut done = vec![false; len];
         let mut runs: FuturesUnordered<_> = chains
             .into_iter()
             .map(|chain| async move {
@@ -513,6 +620,10 @@ fn truncate(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+fn panicked(panic: &(dyn std::any::Any + Send)) -> HandlerError {
+    HandlerError::Retryable(format!("handler panicked: {}", panic_text(panic)))
 }
 
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {

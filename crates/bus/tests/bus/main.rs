@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+mod batched;
 mod common;
 mod devbroker;
 mod failures;

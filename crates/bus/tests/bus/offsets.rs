@@ -154,26 +154,37 @@ async fn rebalance_hands_over_without_loss() {
 async fn keys_run_concurrently_but_offset_never_passes_an_unfinished_record() {
     let env = Env::start();
     let (topic, group) = env.topic_and_group(1, 0);
-    // w0 is slow, so everything after it is already fetched when the next batch is taken.
+    // w0 alone in the first batch, held until the rest has been produced and fetched, so the
+    // next batch holds a0, b0..b2 and a1 together.
     env.send(&topic, "W", "w0", vec![]).await;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let hanging = Recorder::with({
+        let release = release.clone();
+        move |m| {
+            let payload = m.payload.clone();
+            let release = release.clone();
+            Box::pin(async move {
+                match payload.as_slice() {
+                    b"w0" => release.notified().await,
+                    b"a0" => std::future::pending::<()>().await,
+                    _ => {}
+                }
+                Ok(())
+            })
+        }
+    });
+    let (_stop, task) = env.spawn_consumer(env.settings(&group, &topic, vec![]), hanging.clone());
+    hanging
+        .until("w0 in flight", |c| c.iter().any(|c| c.msg.payload == b"w0"))
+        .await;
     env.send(&topic, "A", "a0", vec![]).await;
     for i in 0..3 {
         env.send(&topic, "B", &format!("b{i}"), vec![]).await;
     }
     env.send(&topic, "A", "a1", vec![]).await;
-
-    let hanging = Recorder::with(|m| {
-        let payload = m.payload.clone();
-        Box::pin(async move {
-            match payload.as_slice() {
-                b"w0" => tokio::time::sleep(Duration::from_millis(500)).await,
-                b"a0" => std::future::pending::<()>().await,
-                _ => {}
-            }
-            Ok(())
-        })
-    });
-    let (_stop, task) = env.spawn_consumer(env.settings(&group, &topic, vec![]), hanging.clone());
+    // Fetches of a busy partition follow each other within milliseconds; this is ample.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    release.notify_one();
     hanging
         .until("key B handled while a0 hangs", |c| {
             c.iter().any(|c| c.msg.payload == b"b2")

@@ -292,6 +292,61 @@ impl DocumentStore for EmbeddedStore {
         self.submit(Job::Commit { batch, reply }, answer).await
     }
 
+    /// One read transaction (one `spawn_blocking` hop, one pooled connection) for all keys.
+    async fn get_many(
+        &self,
+        container: &str,
+        keys: &[(String, String)],
+    ) -> Result<Vec<Option<StoredDoc>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (container, keys) = (container.to_string(), keys.to_vec());
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {DOC_COLUMNS} FROM documents
+                 WHERE container = :container AND partition_key = :pk AND id = :id AND {LIVE}"
+            );
+            let mut stmt = conn.prepare_cached(&sql).map_err(sqlite_error)?;
+            let now = now_ms();
+            // A deferred transaction: every key is read from the same snapshot.
+            conn.execute_batch("BEGIN").map_err(sqlite_error)?;
+            let docs = keys
+                .iter()
+                .map(|(pk, id)| {
+                    let found = collect_docs(
+                        &mut stmt,
+                        &[
+                            (":container", &container),
+                            (":pk", pk),
+                            (":id", id),
+                            (":now", &now),
+                        ],
+                    )?;
+                    Ok(found.into_iter().next())
+                })
+                .collect::<Result<Vec<_>>>();
+            conn.execute_batch("COMMIT").map_err(sqlite_error)?;
+            docs
+        })
+        .await
+    }
+
+    /// All batches go to the writer as ONE job: one queue slot, one wake-up, one answer.
+    async fn commit_many(&self, batches: Vec<Batch>) -> Vec<Result<Vec<StoredDoc>>> {
+        let n = batches.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let (reply, answer) = oneshot::channel();
+        let sent = self.jobs.send(Job::CommitMany { batches, reply }).await;
+        let results = match sent {
+            Ok(()) => answer.await.map_err(|_| writer_gone()),
+            Err(_) => Err(writer_gone()),
+        };
+        results.unwrap_or_else(|e| (0..n).map(|_| Err(e.clone())).collect())
+    }
+
     async fn query_partition(
         &self,
         container: &str,

@@ -73,6 +73,12 @@ pub(crate) fn open_writer(location: &Location, busy_timeout: Duration) -> Result
         // Keep the WAL from growing without bound after a burst (bytes kept after checkpoint).
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .map_err(sqlite_error)?;
+        // Checkpoint every ~32 MiB of WAL instead of SQLite's 1,000 pages (~4 MiB): a NAV day
+        // rewrites the same hot pages (latest-NAV documents, outbox) many times between
+        // checkpoints, and each checkpoint copies them only once. Measured with perf: the
+        // checkpoint was ~12 % of the publisher's writer thread during the AMFI file.
+        conn.pragma_update(None, "wal_autocheckpoint", 8000)
+            .map_err(sqlite_error)?;
     }
     conn.pragma_update(None, "temp_store", "MEMORY")
         .map_err(sqlite_error)?;

@@ -28,6 +28,12 @@ pub(crate) enum Job {
         seqs: Vec<u64>,
         reply: oneshot::Sender<Result<()>>,
     },
+    /// Several independent batches handed over at once (`commit_many`): one hand-off and one
+    /// wake-up for all of them, each still in its own SAVEPOINT with its own answer.
+    CommitMany {
+        batches: Vec<Batch>,
+        reply: oneshot::Sender<Vec<Result<Vec<StoredDoc>>>>,
+    },
 }
 
 /// The writer's knobs, copied out of `EmbeddedConfig`.
@@ -70,6 +76,19 @@ enum Answer {
         Result<Vec<StoredDoc>>,
     ),
     Ack(oneshot::Sender<Result<()>>, Result<()>),
+    Many(
+        oneshot::Sender<Vec<Result<Vec<StoredDoc>>>>,
+        Vec<Result<Vec<StoredDoc>>>,
+    ),
+}
+
+fn count_batch(result: &Result<Vec<StoredDoc>>) {
+    let outcome = if result.is_ok() {
+        "committed"
+    } else {
+        "rejected"
+    };
+    metrics::counter!("nivesh_store_batches_total", "outcome" => outcome).increment(1);
 }
 
 impl Answer {
@@ -78,29 +97,36 @@ impl Answer {
         // write still happened, which is the same as a client timing out after a Cosmos write.
         match self {
             Answer::Commit(reply, result) => {
-                let outcome = if result.is_ok() {
-                    "committed"
-                } else {
-                    "rejected"
-                };
-                metrics::counter!("nivesh_store_batches_total", "outcome" => outcome).increment(1);
+                count_batch(&result);
                 let _ = reply.send(result);
             }
             Answer::Ack(reply, result) => {
                 let _ = reply.send(result);
             }
+            Answer::Many(reply, results) => {
+                results.iter().for_each(count_batch);
+                let _ = reply.send(results);
+            }
         }
     }
 
     fn fail(self, why: &str) {
-        metrics::counter!("nivesh_store_batches_total", "outcome" => "failed").increment(1);
         let err = || Error::Unavailable(format!("group commit failed: {why}"));
+        let failed = |n: usize| {
+            metrics::counter!("nivesh_store_batches_total", "outcome" => "failed")
+                .increment(n as u64)
+        };
         match self {
             Answer::Commit(reply, _) => {
+                failed(1);
                 let _ = reply.send(Err(err()));
             }
             Answer::Ack(reply, _) => {
                 let _ = reply.send(Err(err()));
+            }
+            Answer::Many(reply, results) => {
+                failed(results.len());
+                let _ = reply.send(results.iter().map(|_| Err(err())).collect());
             }
         }
     }
@@ -121,22 +147,26 @@ pub(crate) fn commit_group(conn: &Connection, group: &mut Vec<Job>) {
             .map_err(sqlite_error)?;
         let first_seq = seq;
         for job in jobs.by_ref() {
-            exec(conn, "SAVEPOINT batch")?;
-            let seq_before = seq;
             let answer = match job {
-                Job::Commit { batch, reply } => {
-                    Answer::Commit(reply, apply_batch(conn, batch, &mut seq, now))
+                Job::Commit { batch, reply } => Answer::Commit(
+                    reply,
+                    in_savepoint(conn, &mut seq, |seq| apply_batch(conn, batch, seq, now))?,
+                ),
+                Job::Ack { seqs, reply } => Answer::Ack(
+                    reply,
+                    in_savepoint(conn, &mut seq, |_| apply_ack(conn, &seqs, now))?,
+                ),
+                Job::CommitMany { batches, reply } => {
+                    let mut results = Vec::with_capacity(batches.len());
+                    for batch in batches {
+                        results.push(in_savepoint(conn, &mut seq, |seq| {
+                            apply_batch(conn, batch, seq, now)
+                        })?);
+                    }
+                    Answer::Many(reply, results)
                 }
-                Job::Ack { seqs, reply } => Answer::Ack(reply, apply_ack(conn, &seqs, now)),
             };
-            let failed = matches!(&answer, Answer::Commit(_, Err(_)) | Answer::Ack(_, Err(_)));
             answers.push(answer);
-            if failed {
-                // Undo this job alone; its seqs are handed out again so the feed has no gaps.
-                seq = seq_before;
-                exec(conn, "ROLLBACK TO batch")?;
-            }
-            exec(conn, "RELEASE batch")?;
         }
         if seq != first_seq {
             // Persisted (not derived from MAX(seq)) because deleting the newest document would
@@ -161,6 +191,9 @@ pub(crate) fn commit_group(conn: &Connection, group: &mut Vec<Job>) {
                 .map(|job| match job {
                     Job::Commit { reply, .. } => Answer::Commit(reply, Ok(Vec::new())),
                     Job::Ack { reply, .. } => Answer::Ack(reply, Ok(())),
+                    Job::CommitMany { batches, reply } => {
+                        Answer::Many(reply, batches.iter().map(|_| Ok(Vec::new())).collect())
+                    }
                 })
                 .collect();
             answers
@@ -169,6 +202,25 @@ pub(crate) fn commit_group(conn: &Connection, group: &mut Vec<Job>) {
                 .for_each(|a| a.fail(&why));
         }
     }
+}
+
+/// Run one job's writes inside its own SAVEPOINT: on `Err` only they are undone (and the seqs
+/// they took are handed out again, so the change feed has no gaps). The outer `Result` is a
+/// failure of the savepoint itself, which fails the whole group.
+fn in_savepoint<T>(
+    conn: &Connection,
+    seq: &mut i64,
+    apply: impl FnOnce(&mut i64) -> Result<T>,
+) -> Result<Result<T>> {
+    exec(conn, "SAVEPOINT batch")?;
+    let seq_before = *seq;
+    let result = apply(seq);
+    if result.is_err() {
+        *seq = seq_before;
+        exec(conn, "ROLLBACK TO batch")?;
+    }
+    exec(conn, "RELEASE batch")?;
+    Ok(result)
 }
 
 fn exec(conn: &Connection, sql: &str) -> Result<()> {

@@ -33,6 +33,13 @@ variable "secrets" {
   sensitive   = true
 }
 
+variable "seeded_secrets" {
+  description = "Secret name => first value, for secrets another party owns (a KRA's or payment gateway's HMAC secret): Terraform creates them once and never reverts a value set later in Key Vault."
+  type        = map(string)
+  sensitive   = true
+  default     = {}
+}
+
 variable "secret_expiration_date" {
   description = "Expiry of the secrets written here (RFC 3339); the rotation pipeline moves it forward."
   type        = string
@@ -73,6 +80,21 @@ resource "azurerm_key_vault_secret" "this" {
   key_vault_id    = azurerm_key_vault.this.id
   content_type    = "text/plain"
   expiration_date = var.secret_expiration_date
+}
+
+# Seeded, then owned by Key Vault: rotating or replacing the value there (az keyvault secret set,
+# docs/runbooks/identity-and-secrets.md) must not be undone by the next apply.
+resource "azurerm_key_vault_secret" "seeded" {
+  for_each        = nonsensitive(toset(keys(var.seeded_secrets)))
+  name            = each.key
+  value           = var.seeded_secrets[each.key]
+  key_vault_id    = azurerm_key_vault.this.id
+  content_type    = "text/plain"
+  expiration_date = var.secret_expiration_date
+
+  lifecycle {
+    ignore_changes = [value]
+  }
 }
 
 resource "azurerm_private_endpoint" "this" {

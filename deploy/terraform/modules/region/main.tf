@@ -103,6 +103,12 @@ variable "istio_ingress_ip" {
   default     = ""
 }
 
+variable "shared_secrets" {
+  description = "Secrets both regions must hold with the same value (HMAC secrets of the KRA's callbacks and the payment gateway's webhooks, which may reach either region): Key Vault object name => first value."
+  type        = map(string)
+  sensitive   = true
+}
+
 variable "secret_expiration_date" {
   description = "Expiry of Key Vault secrets written by Terraform (the rotation pipeline moves it)."
   type        = string
@@ -194,6 +200,9 @@ module "keyvault" {
     "redis-url"               = module.redis.url
     "cosmos-key"              = data.azurerm_cosmosdb_account.shared.primary_key
   }
+  # Per-service objects of the chart (services.<name>.secrets): kra-callback-secret,
+  # payment-webhook-secret.
+  seeded_secrets = var.shared_secrets
 }
 
 # --- identities ---------------------------------------------------------------------------------
@@ -304,6 +313,16 @@ output "key_vault_name" {
 output "service_identity_client_ids" {
   description = "Helm workloadIdentity.clientIds."
   value       = { for k, v in azurerm_user_assigned_identity.service : k => v.client_id }
+}
+
+output "service_identity_principal_ids" {
+  description = "Object ids of the service identities (role assignments outside this module, e.g. the onboarding KEK)."
+  value       = { for k, v in azurerm_user_assigned_identity.service : k => v.principal_id }
+}
+
+output "endpoints_subnet_id" {
+  description = "Private endpoint subnet (shared resources add their endpoints here)."
+  value       = module.network.endpoints_subnet_id
 }
 
 output "keda_identity_client_id" {

@@ -46,6 +46,8 @@ pub struct Svc {
     pub clock: Arc<FixedClock>,
     pub producer: BusProducer,
     pub codec: AvroCodec,
+    /// The service's own store (tests read inbox markers from it to know an event was applied).
+    pub store: Arc<dyn nivesh_store::DocumentStore>,
     shutdown: CancellationToken,
     handle: JoinHandle<nivesh_runtime::Result<()>>,
     _tmp: tempfile::TempDir,
@@ -98,6 +100,7 @@ pub async fn start_with(extra: &[(&str, &str)]) -> Svc {
         nivesh_order::build(&ctx, settings.service.clone(), clock.clone()).expect("build");
     let shutdown = ctx.shutdown.clone();
     let codec = ctx.codec.clone();
+    let store = ctx.store.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let handle = tokio::spawn(run_on(ctx, app, listener));
@@ -123,6 +126,7 @@ pub async fn start_with(extra: &[(&str, &str)]) -> Svc {
         clock,
         producer,
         codec,
+        store,
         shutdown,
         handle,
         _tmp: tmp,
