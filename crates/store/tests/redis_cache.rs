@@ -7,13 +7,11 @@
 
 mod common;
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::FreezableProxy;
-use futures::FutureExt;
+use common::{FreezableProxy, raw, with_prefix};
 use nivesh_store::contract::cache_contract;
 use nivesh_store::{Cache, Error, RedisCache, RedisConfig};
 use tokio::net::TcpListener;
@@ -21,51 +19,6 @@ use tokio::net::TcpListener;
 /// Far above any timeout the cache uses: reaching it means the call hung.
 const HANG: Duration = Duration::from_secs(10);
 
-async fn raw() -> redis::aio::MultiplexedConnection {
-    let client = redis::Client::open(nivesh_testkit::redis_url()).unwrap();
-    client.get_multiplexed_async_connection().await.unwrap()
-}
-
-async fn delete_prefix(prefix: &str) {
-    let mut conn = raw().await;
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if !keys.is_empty() {
-            let _: () = redis::cmd("DEL")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-        }
-        if next == 0 {
-            return;
-        }
-        cursor = next;
-    }
-}
-
-/// Run `test` with a fresh prefix and delete that prefix's keys afterwards, even on failure.
-async fn with_prefix<F, Fut>(test: F)
-where
-    F: FnOnce(String) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let prefix = format!("{}:", nivesh_testkit::unique("nivesh-store-test"));
-    let outcome = AssertUnwindSafe(test(prefix.clone())).catch_unwind().await;
-    delete_prefix(&prefix).await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
 
 /// Await `call`, failing the test if it takes longer than [`HANG`].
 async fn bounded<T>(

@@ -1,9 +1,11 @@
 //! Helpers shared by the Redis test binaries of this crate.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -81,5 +83,51 @@ async fn pump(
         if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
+    }
+}
+
+pub(crate) async fn raw() -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(nivesh_testkit::redis_url()).unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
+pub(crate) async fn delete_prefix(prefix: &str) {
+    let mut conn = raw().await;
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
+    }
+}
+
+/// Run `test` with a fresh prefix and delete that prefix's keys afterwards, even on failure.
+pub(crate) async fn with_prefix<F, Fut>(test: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let prefix = format!("{}:", nivesh_testkit::unique("nivesh-store-test"));
+    let outcome = AssertUnwindSafe(test(prefix.clone())).catch_unwind().await;
+    delete_prefix(&prefix).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
     }
 }
