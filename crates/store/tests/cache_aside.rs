@@ -13,7 +13,6 @@ use common::{FreezableProxy, raw, with_prefix};
 use nivesh_store::{Cache, CacheAside, Origin, RedisCache, RedisConfig};
 use tokio::sync::Notify;
 
-
 async fn redis(prefix: &str) -> Arc<dyn Cache> {
     Arc::new(
         RedisCache::connect(&nivesh_testkit::redis_url(), prefix)

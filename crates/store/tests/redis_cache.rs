@@ -19,7 +19,6 @@ use tokio::net::TcpListener;
 /// Far above any timeout the cache uses: reaching it means the call hung.
 const HANG: Duration = Duration::from_secs(10);
 
-
 /// Await `call`, failing the test if it takes longer than [`HANG`].
 async fn bounded<T>(
     what: &str,
