@@ -6,8 +6,10 @@
 //! 1. acceptance: `POST /v1/orders` answered 201, orders/s and latency percentiles;
 //! 2. end-to-end: from the first POST until every order is COMPLETED (its `portfolio.updated`
 //!    seen on the topic), completed orders/s and per-order latency percentiles;
-//! 3. the raw baseline, in the same run: the same C clients sending the same number of
-//!    `GET /healthz` to the order service (HTTP + process overhead ceiling).
+//! 3. the raw baselines, in the same run: the same C clients sending the same number of
+//!    `GET /healthz` to the order service (HTTP + process overhead ceiling), and the same number
+//!    of orders to an in-process server doing only the irreducible per-order work (one request,
+//!    one idempotency read, one durable write, one Kafka produce; `mod raw`).
 //!
 //! Also records the CPU time every fleet process used during the order phase (from /proc), so the
 //! busiest process is in the results file. Writes `loadtest/results/order-bench-<time>.json`.
@@ -195,6 +197,19 @@ async fn bench(fleet: &Fleet, args: &Args, file: &std::path::Path) -> Result<Val
         ms(pct(&base.latencies, 0.50)),
         ms(pct(&base.latencies, 0.95)),
         ms(pct(&base.latencies, 0.99)),
+    );
+
+    // (3b) Raw per-order baseline: the irreducible work alone (see `raw`).
+    let raw = raw::baseline(args.orders, args.clients).await?;
+    let raw_rate = raw.ok as f64 / raw.wall.as_secs_f64();
+    println!(
+        "raw per-order baseline (HTTP + idempotency read + durable write + Kafka produce): {} ok in {:.2} s = {:.0} orders/s; latency p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
+        raw.ok,
+        raw.wall.as_secs_f64(),
+        raw_rate,
+        ms(pct(&raw.latencies, 0.50)),
+        ms(pct(&raw.latencies, 0.95)),
+        ms(pct(&raw.latencies, 0.99)),
     );
 
     // Watch portfolio.updated (COMPLETED) and order.failed (FAILED) from their current ends.
@@ -406,6 +421,11 @@ async fn bench(fleet: &Fleet, args: &Args, file: &std::path::Path) -> Result<Val
         e2e_rate / base_rate,
         base_rate / e2e_rate
     );
+    println!(
+        "ratios to the raw per-order baseline: acceptance {:.3}, end-to-end {:.3}",
+        acc_rate / raw_rate,
+        e2e_rate / raw_rate
+    );
 
     // CPU time per fleet process over the order phase (placement + completion).
     let tick = clock_ticks_per_s();
@@ -446,6 +466,13 @@ async fn bench(fleet: &Fleet, args: &Args, file: &std::path::Path) -> Result<Val
             "first_post_to_last_completed_s": phase_s, "completed_orders_per_s": e2e_rate,
             "post_to_completed_latency": lat(&e2e_lat),
         },
+        "raw_per_order_baseline": {
+            "what": "one POST through axum, one idempotency point read, one durable write (idempotency record + order + outbox row, embedded store), one Kafka produce acknowledged by an in-process mock broker",
+            "requests": args.orders, "ok": raw.ok, "errors": raw.errors,
+            "wall_s": raw.wall.as_secs_f64(), "orders_per_s": raw_rate, "latency": lat(&raw.latencies),
+        },
+        "ratio_acceptance_to_raw_baseline": acc_rate / raw_rate,
+        "ratio_end_to_end_to_raw_baseline": e2e_rate / raw_rate,
         "ratio_acceptance_to_baseline": acc_rate / base_rate,
         "ratio_end_to_end_to_baseline": e2e_rate / base_rate,
         "cpu_seconds_during_order_phase": cpu.iter().map(|(n, s)| (n.clone(), json!((s * 100.0).round() / 100.0))).collect::<serde_json::Map<_, _>>(),
@@ -708,4 +735,133 @@ fn clock_ticks_per_s() -> f64 {
         .ok()
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
         .unwrap_or(100.0)
+}
+
+/// The raw per-order baseline: the irreducible work of accepting one order on this machine, with
+/// nothing else of the platform in the way. One request through axum, one idempotency point
+/// read, one durable write (idempotency record + order + outbox row in one batch of the
+/// embedded store, the same store the services use locally) and one Kafka produce acknowledged
+/// by a broker (an in-process mock cluster, so the fleet's topics stay untouched). Runs in the
+/// bench process while the fleet is idle, with the same clients and request count.
+mod raw {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::post;
+    use nivesh_bus::devbroker::DevBroker;
+    use nivesh_bus::{BusProducer, KafkaSettings, OutgoingMessage};
+    use nivesh_store::{Batch, DocumentStore, EmbeddedStore, OutboxMessage, WriteOp};
+    use serde_json::{Value, json};
+
+    use super::{LoadResult, Outcome, load};
+
+    const TOPIC: &str = "raw.orders";
+    const CONTAINER: &str = "raw_orders";
+
+    #[derive(Clone)]
+    struct Raw {
+        store: Arc<dyn DocumentStore>,
+        producer: BusProducer,
+    }
+
+    pub(super) async fn baseline(n: usize, clients: usize) -> anyhow::Result<LoadResult> {
+        let broker = DevBroker::start(1)?;
+        broker.create_topic(TOPIC, 24)?;
+        let dir = tempfile::tempdir()?;
+        let store: Arc<dyn DocumentStore> =
+            Arc::new(EmbeddedStore::open(dir.path().join("raw.sqlite"))?);
+        let producer = BusProducer::new(&KafkaSettings::new(
+            broker.bootstrap_servers(),
+            "raw-baseline",
+        ))?;
+        let app = axum::Router::new()
+            .route("/raw/orders", post(place))
+            .with_state(Raw { store, producer });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/raw/orders", listener.local_addr()?);
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let http = reqwest::Client::new();
+        let result = load(n, clients, move |i| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let body = json!({
+                    "investorId": format!("INV{:04}", i % 19 + 1),
+                    "schemeCode": "118834",
+                    "amount": "10000.00",
+                });
+                let r = http
+                    .post(&url)
+                    .header("Idempotency-Key", format!("raw-{i}"))
+                    .json(&body)
+                    .send()
+                    .await?;
+                let ok = r.status() == reqwest::StatusCode::CREATED;
+                r.bytes().await?;
+                Ok(if ok { Outcome::Ok } else { Outcome::Refused })
+            }
+        })
+        .await;
+        server.abort();
+        Ok(result)
+    }
+
+    async fn place(
+        State(raw): State<Raw>,
+        headers: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> StatusCode {
+        let Some(key) = headers.get("Idempotency-Key").and_then(|v| v.to_str().ok()) else {
+            return StatusCode::BAD_REQUEST;
+        };
+        let Ok(order) = serde_json::from_slice::<Value>(&body) else {
+            return StatusCode::UNPROCESSABLE_ENTITY;
+        };
+        let Some(investor) = order["investorId"].as_str().map(str::to_owned) else {
+            return StatusCode::UNPROCESSABLE_ENTITY;
+        };
+        let investor = investor.as_str();
+        let idem = format!("idem:{key}");
+        match raw.store.get(CONTAINER, investor, &idem).await {
+            Ok(Some(_)) => return StatusCode::OK,
+            Ok(None) => {}
+            Err(_) => return StatusCode::SERVICE_UNAVAILABLE,
+        }
+        let order_id = format!("ord-{key}");
+        let batch = Batch::new(CONTAINER, investor)
+            .op(WriteOp::Create {
+                id: idem,
+                body: json!({ "orderId": order_id }),
+                ttl: Some(Duration::from_secs(86_400)),
+            })
+            .op(WriteOp::Create {
+                id: order_id.clone(),
+                body: order,
+                ttl: None,
+            })
+            .emit(OutboxMessage {
+                message_id: order_id,
+                topic: TOPIC.into(),
+                key: investor.to_string(),
+                payload: body.to_vec(),
+                headers: Vec::new(),
+            });
+        if raw.store.commit(batch).await.is_err() {
+            return StatusCode::CONFLICT;
+        }
+        let sent = raw
+            .producer
+            .send(OutgoingMessage {
+                topic: TOPIC.into(),
+                key: investor.to_string(),
+                payload: body.to_vec(),
+                headers: Vec::new(),
+            })
+            .await;
+        match sent {
+            Ok(_) => StatusCode::CREATED,
+            Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
 }
