@@ -497,22 +497,7 @@ async fn export_delivery_failure_alerts_and_needs_retry() {
     })
     .await;
     let d = date(2025, 2, 26);
-    svc.produce("nav.broadcast", "119551", &nav("119551", "102.0000", d))
-        .await;
-    svc.produce(
-        "payment.success",
-        "INV-F1",
-        &paid("INV-F1", "ord-f1", "119551"),
-    )
-    .await;
-    svc.produce("transaction.completed", "INV-F1", &{
-        let mut t = completed("INV-F1", "ord-f1", "119551", "102.0000", d);
-        t.allotted_at = Utc.with_ymd_and_hms(2025, 2, 26, 10, 0, 0).unwrap();
-        t
-    })
-    .await;
-    svc.ledger_has("INV-F1", 2).await;
-    svc.ledger_has("scheme-119551", 1).await;
+    settled_purchase(&svc, "INV-F1", "ord-f1", "102.0000", d).await;
     let r = svc
         .post(
             &svc.admin(),
@@ -634,22 +619,7 @@ async fn interrupted_export_is_resumed_once_and_redelivery_is_idempotent() {
     })
     .await;
     let d = date(2025, 2, 27);
-    svc.produce("nav.broadcast", "119551", &nav("119551", "103.0000", d))
-        .await;
-    svc.produce(
-        "payment.success",
-        "INV-R1",
-        &paid("INV-R1", "ord-r1", "119551"),
-    )
-    .await;
-    svc.produce("transaction.completed", "INV-R1", &{
-        let mut t = completed("INV-R1", "ord-r1", "119551", "103.0000", d);
-        t.allotted_at = Utc.with_ymd_and_hms(2025, 2, 27, 10, 0, 0).unwrap();
-        t
-    })
-    .await;
-    svc.ledger_has("INV-R1", 2).await;
-    svc.ledger_has("scheme-119551", 1).await;
+    settled_purchase(&svc, "INV-R1", "ord-r1", "103.0000", d).await;
 
     // Seeded first, so every scan that sees the interrupted job has seen this one too.
     let live = "exp-live-runner";
@@ -831,4 +801,21 @@ async fn access_needs_role_and_active_grant_and_respects_tenants() {
     assert!(records.iter().any(|r| r.payload["outcome"] == "denied"));
     assert!(records.iter().any(|r| r.payload["outcome"] == "allowed"));
     svc.stop().await;
+}
+
+/// One purchase of scheme 119551 on `d` with everything an export needs: the day's NAV, the
+/// payment and the allotment (at 10:00 that day), all recorded in the ledger.
+async fn settled_purchase(svc: &Svc, inv: &str, order: &str, nav_value: &str, d: NaiveDate) {
+    svc.produce("nav.broadcast", "119551", &nav("119551", nav_value, d))
+        .await;
+    svc.produce("payment.success", inv, &paid(inv, order, "119551"))
+        .await;
+    svc.produce("transaction.completed", inv, &{
+        let mut t = completed(inv, order, "119551", nav_value, d);
+        t.allotted_at = d.and_hms_opt(10, 0, 0).expect("valid time").and_utc();
+        t
+    })
+    .await;
+    svc.ledger_has(inv, 2).await;
+    svc.ledger_has("scheme-119551", 1).await;
 }
