@@ -38,7 +38,9 @@ mod producer;
 mod settings;
 pub mod trace;
 
-pub use consumer::{ConsumerSettings, DEFAULT_MAX_IN_FLIGHT, run_consumer};
+pub use consumer::{
+    ConsumerSettings, DEFAULT_MAX_IN_FLIGHT, UNSAFE_COMMIT_BEFORE_PROCESS_ENV, run_consumer,
+};
 pub use message::{HandlerError, InboundMessage, MessageHandler, headers};
 pub use outbox::{DEFAULT_BATCH_SIZE, DEFAULT_IDLE_POLL, OutboxRelay};
 pub use producer::{BusProducer, DEFAULT_MESSAGE_TIMEOUT, Delivery, OutgoingMessage};

@@ -221,6 +221,9 @@ pub struct StoreSettings {
     pub data_dir: PathBuf,
     #[serde(default)]
     pub cosmos: CosmosSettings,
+    /// `[store.cosmos_emulator]`: only read when `backend = "cosmos-emulator"`.
+    #[serde(default)]
+    pub cosmos_emulator: CosmosEmulatorSettings,
 }
 
 impl StoreSettings {
@@ -235,6 +238,12 @@ impl StoreSettings {
 pub enum StoreBackend {
     Embedded,
     Cosmos,
+    /// The Cosmos adapter over the Azure SDK's in-process emulator, provisioned at start from
+    /// `deploy/terraform/catalog.tf`; data lives as long as the process. Chaos and load runs
+    /// only (builds with the `cosmos-emulator` feature; refused when `NIVESH_ENV` is
+    /// production-like).
+    #[serde(rename = "cosmos-emulator")]
+    CosmosEmulator,
 }
 
 /// `[store.cosmos]`
@@ -250,6 +259,34 @@ pub struct CosmosSettings {
     /// The Azure region the client routes to first (`centralindia`); empty: `centralindia`.
     #[serde(default, deserialize_with = "optional_string")]
     pub region: Option<String>,
+}
+
+/// `[store.cosmos_emulator]`: the in-process emulator of `backend = "cosmos-emulator"` and its
+/// switchable 429 storm (the SDK's fault injection).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CosmosEmulatorSettings {
+    /// Physical partitions (feed ranges) of every provisioned container.
+    pub partitions: u32,
+    /// While this file exists, a fraction `storm_rate` of document requests is answered with
+    /// 429 and `x-ms-retry-after-ms: storm_retry_after_ms`. Empty: no storm rules at all.
+    #[serde(deserialize_with = "optional_string")]
+    pub storm_file: Option<String>,
+    /// Fraction of document requests throttled during a storm, in (0, 1].
+    pub storm_rate: f64,
+    /// The retry-after every injected 429 advertises (milliseconds).
+    pub storm_retry_after_ms: u64,
+}
+
+impl Default for CosmosEmulatorSettings {
+    fn default() -> Self {
+        CosmosEmulatorSettings {
+            partitions: 1,
+            storm_file: None,
+            storm_rate: 0.5,
+            storm_retry_after_ms: 100,
+        }
+    }
 }
 
 /// `[redis]`

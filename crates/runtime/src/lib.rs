@@ -35,6 +35,7 @@
 //! never this type.
 
 pub mod config;
+mod cosmos_emulator;
 pub mod health;
 pub mod http;
 pub mod ledger;
@@ -45,6 +46,13 @@ pub mod outbox;
 pub mod problem;
 pub mod service;
 pub mod telemetry;
+
+/// The allocator of every process built on the runtime (the services, their tests). Services
+/// allocate per event (Avro and JSON bodies, batches, headers) from many threads at once, and
+/// glibc's malloc showed up as ~25 % of the NAV hops' CPU under `perf` (`_int_malloc`,
+/// `unlink_chunk`, `malloc_consolidate`, `_int_free`); see docs/performance.md, NAV item 9.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Why the runtime could not start or keep a service running.
 #[derive(Debug, thiserror::Error)]

@@ -116,7 +116,9 @@ impl ServiceContext {
 /// Install telemetry and metrics, log the effective configuration (secrets redacted), and open
 /// the service's dependencies:
 /// - the store: embedded at `<data_dir>/<service>.sqlite` (each service owns its data), or
-///   Cosmos DB when `store.backend = "cosmos"` (builds with the `cosmos` feature);
+///   Cosmos DB when `store.backend = "cosmos"` (builds with the `cosmos` feature), or the Cosmos
+///   adapter over the SDK's in-process emulator when `"cosmos-emulator"` (chaos runs; builds with
+///   the `cosmos-emulator` feature);
 /// - the cache: Redis when `redis.url` is set and answers, else an in-process cache with a
 ///   warning (an error instead when `redis.required`);
 /// - the idempotent producer (it does not wait for the broker: `/readyz` reports it).
@@ -145,7 +147,32 @@ async fn open_store<T>(settings: &Settings<T>) -> Result<Arc<dyn DocumentStore>>
             Ok(Arc::new(store))
         }
         StoreBackend::Cosmos => open_cosmos(&settings.store.cosmos).await,
+        StoreBackend::CosmosEmulator => {
+            crate::cosmos_emulator::refuse_in_production(
+                &std::env::var(crate::config::ENVIRONMENT_VAR).unwrap_or_default(),
+            )?;
+            open_cosmos_emulator(settings).await
+        }
     }
+}
+
+/// `store.backend = "cosmos-emulator"`: the Cosmos adapter over the SDK's in-process emulator
+/// (chaos and load runs; see `crate::cosmos_emulator`), in builds with the `cosmos-emulator`
+/// feature of nivesh-runtime.
+#[cfg(feature = "cosmos-emulator")]
+async fn open_cosmos_emulator<T>(settings: &Settings<T>) -> Result<Arc<dyn DocumentStore>> {
+    crate::cosmos_emulator::open(&settings.store, &settings.service_name).await
+}
+
+#[cfg(not(feature = "cosmos-emulator"))]
+async fn open_cosmos_emulator<T>(_settings: &Settings<T>) -> Result<Arc<dyn DocumentStore>> {
+    Err(Error::Config(
+        "store.backend = \"cosmos-emulator\" needs a build with the `cosmos-emulator` feature of \
+         nivesh-runtime (CARGO_TARGET_DIR=~/.cache/nivesh/target-cosmos-emu cargo build --release \
+         --workspace --bins --features nivesh-runtime/cosmos-emulator; docs/storage.md); \
+         use store.backend = \"embedded\" locally"
+            .into(),
+    ))
 }
 
 /// `store.backend = "cosmos"`: the Cosmos DB adapter (nivesh-store-cosmos), in builds with the
@@ -610,6 +637,108 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    fn emulator_settings(service: &str, vars: &[(&str, &str)]) -> Settings {
+        let mut all = vec![("NIVESH__STORE__BACKEND", "cosmos-emulator")];
+        all.extend_from_slice(vars);
+        load_from(service, &ConfigSources::with_vars(all.iter().copied())).unwrap()
+    }
+
+    /// The storm settings come from `[store.cosmos_emulator]` and the environment.
+    #[test]
+    fn emulator_settings_are_read() {
+        let s = emulator_settings(
+            "order",
+            &[
+                ("NIVESH__STORE__COSMOS_EMULATOR__STORM_FILE", "/tmp/storm"),
+                ("NIVESH__STORE__COSMOS_EMULATOR__STORM_RATE", "0.25"),
+                ("NIVESH__STORE__COSMOS_EMULATOR__STORM_RETRY_AFTER_MS", "40"),
+                ("NIVESH__STORE__COSMOS_EMULATOR__PARTITIONS", "4"),
+            ],
+        );
+        assert_eq!(s.store.backend, StoreBackend::CosmosEmulator);
+        let e = &s.store.cosmos_emulator;
+        assert_eq!(e.storm_file.as_deref(), Some("/tmp/storm"));
+        assert_eq!(
+            (e.storm_rate, e.storm_retry_after_ms, e.partitions),
+            (0.25, 40, 4)
+        );
+        let defaults = emulator_settings("order", &[]).store.cosmos_emulator;
+        assert_eq!(defaults, crate::config::CosmosEmulatorSettings::default());
+    }
+
+    /// Without the `cosmos-emulator` feature the error names the feature and the build command.
+    #[cfg(not(feature = "cosmos-emulator"))]
+    #[tokio::test]
+    async fn cosmos_emulator_backend_needs_the_feature() {
+        let err = open_store(&emulator_settings("order", &[]))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("nivesh-runtime/cosmos-emulator")),
+            "{err}"
+        );
+    }
+
+    /// With it: the service's containers from catalog.tf are there (a commit lands and is read
+    /// back), a container Terraform does not declare is refused as in production, and a bad
+    /// storm rate is a configuration error.
+    #[cfg(feature = "cosmos-emulator")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cosmos_emulator_backend_provisions_the_catalog_containers() {
+        use nivesh_store::{Batch, WriteOp};
+        let store = open_store(&emulator_settings("payment", &[]))
+            .await
+            .unwrap();
+        store.ping().await.unwrap();
+        let docs = store
+            .commit(Batch::new("payments", "INV0001").op(WriteOp::Create {
+                id: "pay-1".into(),
+                body: serde_json::json!({"amount": "10000.00"}),
+                ttl: None,
+            }))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("payments", "INV0001", "pay-1").await.unwrap(),
+            Some(docs[0].clone())
+        );
+        let err = store
+            .commit(Batch::new("orders", "INV0001").op(WriteOp::Create {
+                id: "o-1".into(),
+                body: serde_json::json!({}),
+                ttl: None,
+            }))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, nivesh_store::Error::Invalid(m) if m.contains("not provisioned")),
+            "{err}"
+        );
+        let err = open_store(&emulator_settings(
+            "payment",
+            &[
+                ("NIVESH__STORE__COSMOS_EMULATOR__STORM_FILE", "/tmp/x"),
+                ("NIVESH__STORE__COSMOS_EMULATOR__STORM_RATE", "1.5"),
+            ],
+        ))
+        .await
+        .err()
+        .unwrap();
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("storm_rate")),
+            "{err}"
+        );
+        let err = open_store(&emulator_settings("no-such-service", &[]))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("catalog.tf")),
+            "{err}"
+        );
     }
 
     /// Without the `cosmos` feature the error says how to get a build that has it.

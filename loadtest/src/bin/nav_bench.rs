@@ -5,15 +5,16 @@
 //!
 //! `cargo run --release -p nivesh-loadtest --bin nav-bench [-- --runs 3]`
 
-use std::collections::{HashMap, HashSet};
-use std::io::Write;
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use nivesh_fleet::fleet::{Fleet, FleetOptions, redis_reachable};
-use nivesh_nav_ingestor::parse::{NavSource, ParseStats, ParsedLine, parser_for};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use nivesh_loadtest::fleetrun::amfi_file;
+use nivesh_loadtest::navday::{
+    BroadcastWatcher, Expected, expected_navs, parse_only_best, read_back, wait_for_assignment,
+};
+use nivesh_loadtest::results::ResultsFile;
 
 fn main() -> Result<()> {
     let runs: usize = std::env::args()
@@ -22,29 +23,13 @@ fn main() -> Result<()> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(3);
-    let file =
-        nivesh_testkit::amfi_file().context("the real AMFI file is needed for this benchmark")?;
+    let results_file = ResultsFile::begin("nav-bench");
+    let file = amfi_file()?;
     let bytes = std::fs::read(&file)?;
 
     // Raw baseline: parse only, in process, best of 5.
-    let mut parse_best = Duration::MAX;
-    let mut stats = ParseStats::default();
-    let mut expected: HashMap<String, String> = HashMap::new();
-    for i in 0..5 {
-        let t = Instant::now();
-        let mut s = ParseStats::default();
-        for line in parser_for(NavSource::Amfi, &bytes[..])? {
-            let line = line?;
-            s.record(&line);
-            if i == 0
-                && let ParsedLine::Nav(row) = &line
-            {
-                expected.insert(row.scheme_code.as_str().to_string(), row.nav.to_string());
-            }
-        }
-        parse_best = parse_best.min(t.elapsed());
-        stats = s;
-    }
+    let (parse_best, stats) = parse_only_best(&bytes, 5)?;
+    let (_, expected) = expected_navs(&bytes)?;
     let parse_rows_per_s = stats.rows as f64 / parse_best.as_secs_f64();
     println!(
         "parse-only: {} rows ({} NAVs) in {:?} = {:.0} rows/s",
@@ -78,7 +63,6 @@ fn main() -> Result<()> {
     let report = serde_json::json!({
         "benchmark": "nav-bench",
         "when": chrono::Utc::now(),
-        "machine": nivesh_loadtest::machine(),
         "file": file.display().to_string(),
         "rows": stats.rows, "navs": stats.navs, "rejected": stats.rejected, "distinct_schemes": expected.len(),
         "baseline_parse_only": { "best_ms": parse_best.as_secs_f64() * 1000.0, "rows_per_s": parse_rows_per_s },
@@ -90,14 +74,7 @@ fn main() -> Result<()> {
         "ratio_pipeline_to_parse": pipeline_rows_per_s / parse_rows_per_s,
         "target_ms": 1000,
     });
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!(
-        "nav-bench-{}.json",
-        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-    ));
-    std::fs::File::create(&path)?.write_all(serde_json::to_string_pretty(&report)?.as_bytes())?;
-    println!("results: {}", path.display());
+    results_file.write(report)?;
     Ok(())
 }
 
@@ -108,7 +85,7 @@ struct RunResult {
     schemes: usize,
 }
 
-async fn pipeline_run(bytes: &[u8], expected: &HashMap<String, String>) -> Result<RunResult> {
+async fn pipeline_run(bytes: &[u8], expected: &Expected) -> Result<RunResult> {
     let tmp = tempfile::tempdir()?;
     let mut opts = FleetOptions::for_test(tmp.path());
     let redis = nivesh_testkit::redis_url();
@@ -134,44 +111,8 @@ async fn pipeline_run(bytes: &[u8], expected: &HashMap<String, String>) -> Resul
     }
 
     // Watch nav.broadcast from its current end, on a thread of its own.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", nivesh_testkit::unique("bench"))
-        .set("enable.auto.commit", "false")
-        // The watcher stops the clock: it must not add the dev broker's idle fetch wait (it
-        // answers a waiting fetch only when fetch.wait.max.ms runs out) to the measurement.
-        .set("fetch.wait.max.ms", "10")
-        .set("fetch.queue.backoff.ms", "10")
-        .create()?;
-    let md = consumer.fetch_metadata(Some("nav.broadcast"), Duration::from_secs(10))?;
-    let mut tpl = TopicPartitionList::new();
-    for p in md.topics()[0].partitions() {
-        tpl.add_partition_offset("nav.broadcast", p.id(), Offset::End)?;
-    }
-    consumer.assign(&tpl)?;
     let want: HashSet<String> = expected.keys().cloned().collect();
-    let started = Instant::now();
-    let watcher = std::thread::spawn(move || -> Result<(Instant, String)> {
-        let mut seen = HashSet::new();
-        let mut last = String::new();
-        while seen.len() < want.len() {
-            if started.elapsed() > Duration::from_secs(300) {
-                bail!(
-                    "only {} of {} schemes broadcast after 300 s",
-                    seen.len(),
-                    want.len()
-                );
-            }
-            if let Some(m) = consumer.poll(Duration::from_millis(50)) {
-                let m = m?;
-                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-                if want.contains(&key) && seen.insert(key.clone()) {
-                    last = key;
-                }
-            }
-        }
-        Ok((Instant::now(), last))
-    });
+    let watcher = BroadcastWatcher::start(&bootstrap, want)?;
     // Give the watcher its assignment before the upload starts the clock in earnest.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -187,28 +128,18 @@ async fn pipeline_run(bytes: &[u8], expected: &HashMap<String, String>) -> Resul
         bail!("upload failed: {} {}", resp.status(), resp.text().await?);
     }
     let upload = t0.elapsed();
-    let (broadcast_at, last_scheme) =
-        tokio::task::spawn_blocking(move || watcher.join().expect("watcher thread")).await??;
+    let (broadcast_at, last_scheme) = watcher.wait_all(Duration::from_secs(300)).await?;
+    watcher.stop()?;
     let broadcast = broadcast_at.saturating_duration_since(t0);
     // The last scheme broadcast must now be readable with exactly the file's NAV.
-    let nav: serde_json::Value = loop {
-        let r = client
-            .get(format!("{publisher}/v1/nav/schemes/{last_scheme}"))
-            .send()
-            .await?;
-        if r.status().is_success() {
-            break r.json().await?;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    read_back(
+        &client,
+        &publisher,
+        &last_scheme,
+        expected.get(&last_scheme).map(String::as_str),
+    )
+    .await?;
     let api = t0.elapsed();
-    if nav["nav"].as_str() != expected.get(&last_scheme).map(String::as_str) {
-        bail!(
-            "scheme {last_scheme}: API NAV {} differs from the file's {:?}",
-            nav["nav"],
-            expected.get(&last_scheme)
-        );
-    }
     // Where the time went, from the services' own metrics (kept next to the results file).
     if let Ok(dir) = std::env::var("NAV_BENCH_METRICS_DIR") {
         for s in ["nav-ingestor", "nav-calculator", "nav-publisher"] {
@@ -228,31 +159,4 @@ async fn pipeline_run(bytes: &[u8], expected: &HashMap<String, String>) -> Resul
         api_ms: api.as_secs_f64() * 1000.0,
         schemes: expected.len(),
     })
-}
-
-/// Waits until the service's consumer group holds partitions (its
-/// `nivesh_consumer_assigned_partitions` gauge is above zero).
-async fn wait_for_assignment(base: &str, service: &str) -> Result<()> {
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    loop {
-        let text = client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await?
-            .text()
-            .await?;
-        let assigned = text
-            .lines()
-            .filter(|l| l.starts_with("nivesh_consumer_assigned_partitions"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .any(|n| n > 0.0);
-        if assigned {
-            return Ok(());
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("{service}: no partitions assigned after 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

@@ -23,7 +23,11 @@ use crate::parse::{NavRow, NavSource, ParsedLine, RejectedLine, parser_for};
 
 pub(crate) const FILES: &str = "nav_files";
 const FILE_DOC: &str = "file";
-const CHUNK_ROWS: usize = 1000;
+/// Lines per chunk: a chunk commits as ONE batch (its marker + one outbox record or rejection
+/// document per line), and a Cosmos DB transactional batch holds at most 100 operations
+/// (`nivesh_store_cosmos::MAX_BATCH_OPERATIONS`); 1,000 made every upload fail on Cosmos with
+/// "got 1001" (found by the cosmos-emulator backend, 2026-12-02).
+const CHUNK_ROWS: usize = 99;
 pub const RAW_TOPIC: &str = "nav.raw-feeds";
 
 /// Lifecycle of an uploaded file.

@@ -66,8 +66,24 @@ impl NavReads {
         let fetched = self
             .cache
             .get_or_load(&cache_key(scheme), move || async move {
-                let Some(doc) = store
+                let Some(latest) = store
                     .get(NAV, &code, LATEST)
+                    .await
+                    .map_err(Problem::internal)?
+                else {
+                    return Ok(None);
+                };
+                // `latest` names the date; the NAV itself is that date's history entry.
+                let Some(date) = latest.body["navDate"]
+                    .as_str()
+                    .and_then(|d| d.parse::<chrono::NaiveDate>().ok())
+                else {
+                    return Err(Problem::internal(format!(
+                        "latest NAV document of {code} has no navDate"
+                    )));
+                };
+                let Some(doc) = store
+                    .get(NAV, &code, &history_id(date))
                     .await
                     .map_err(Problem::internal)?
                 else {

@@ -14,6 +14,8 @@ use crate::model::SchemeNav;
 
 pub const DIRECTORY: &str = "scheme_directory";
 const PARTITION: &str = "schemes";
+/// Cosmos DB's limit on the operations of one transactional batch.
+const DIRECTORY_BATCH_OPS: usize = 100;
 
 /// The search index.
 #[derive(Clone, Default)]
@@ -91,16 +93,27 @@ impl SchemeDirectory {
                 }
             }
         }
-        let mut batch = Batch::new(DIRECTORY, PARTITION);
-        for nav in latest.values() {
-            let body = serde_json::to_value(nav).expect("serializable");
-            batch = batch.op(WriteOp::Upsert {
-                id: nav.scheme_code.clone(),
-                body,
-                ttl: None,
-            });
+        // Batches of at most 100 upserts: a Cosmos DB transactional batch holds no more (a NAV
+        // day's flush of ~13,000 schemes as one batch was refused and retried forever on
+        // Cosmos). Upserts are idempotent, so a partly failed flush is simply retried whole.
+        let schemes: Vec<&SchemeNav> = latest.values().copied().collect();
+        let batches = schemes
+            .chunks(DIRECTORY_BATCH_OPS)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .fold(Batch::new(DIRECTORY, PARTITION), |batch, nav| {
+                        batch.op(WriteOp::Upsert {
+                            id: nav.scheme_code.clone(),
+                            body: serde_json::to_value(nav).expect("serializable"),
+                            ttl: None,
+                        })
+                    })
+            })
+            .collect();
+        for result in store.commit_many(batches).await {
+            result?;
         }
-        store.commit(batch).await?;
         for nav in latest.into_values() {
             self.insert(nav.clone());
         }

@@ -650,6 +650,22 @@ impl Fleet {
         r.process.kill9().await
     }
 
+    /// Take every dev broker down (connections closed and refused; records kept): SIGUSR1 to the
+    /// dev-broker process. The chaos suite's broker outage.
+    pub fn broker_down(&self) -> Result<()> {
+        self.broker.signal(nix::sys::signal::Signal::SIGUSR1)
+    }
+
+    /// Bring every dev broker back up (SIGUSR2 to the dev-broker process).
+    pub fn broker_up(&self) -> Result<()> {
+        self.broker.signal(nix::sys::signal::Signal::SIGUSR2)
+    }
+
+    /// OS process id of a running service.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.services.get(name).and_then(|r| r.process.pid())
+    }
+
     /// Start a previously started service again on the same port and data.
     pub async fn restart(&mut self, name: &str) -> Result<()> {
         let r = self

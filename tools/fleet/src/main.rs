@@ -65,6 +65,14 @@ enum Cmd {
         /// The dev identity provider (an admin token is minted there to read every investor).
         #[arg(long, env = "NIVESH_IDP_URL", default_value = "http://127.0.0.1:8112")]
         idp: String,
+        /// Also check that every numeric NAV row of this AMFI file (uploaded earlier) is
+        /// readable exactly, latest and history (no lost NAVs).
+        #[arg(long)]
+        nav_file: Option<PathBuf>,
+        /// The business date the file was validated on (rows dated after it are rejected as
+        /// future-dated and must not be published); `nivesh up`'s default is 2025-02-25.
+        #[arg(long, default_value = "2025-02-25")]
+        nav_business_date: chrono::NaiveDate,
     },
     /// Print a bearer token from the local dev identity provider (started by `nivesh up`), e.g.
     /// `nivesh token --role investor --investor INV0001`, `nivesh token --role ops`. Use it as
@@ -170,6 +178,8 @@ async fn main() -> Result<()> {
             bootstrap,
             base,
             idp,
+            nav_file,
+            nav_business_date,
         } => {
             let admin = nivesh_auth::TokenRequest {
                 roles: vec!["admin".into()],
@@ -178,7 +188,15 @@ async fn main() -> Result<()> {
                 ..Default::default()
             };
             let token = request_token(&idp, &admin).await?;
-            let report = nivesh_fleet::reconcile::reconcile(&bootstrap, &base, &token).await?;
+            let mut expect = nivesh_fleet::reconcile::Expectations::default();
+            if let Some(path) = &nav_file {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                expect.navs = nivesh_fleet::reconcile::expected_navs(&text);
+                expect.nav_business_date = Some(nav_business_date);
+            }
+            let report =
+                nivesh_fleet::reconcile::reconcile_with(&bootstrap, &base, &token, &expect).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if report.ok() {
                 println!("reconcile: OK");

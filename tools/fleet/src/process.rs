@@ -205,7 +205,8 @@ impl Managed {
         self.child.wait().await
     }
 
-    fn signal(&self, sig: Signal) -> Result<()> {
+    /// Send `sig` (e.g. the dev broker's SIGUSR1/SIGUSR2 fault controls).
+    pub fn signal(&self, sig: Signal) -> Result<()> {
         let pid = self.child.id().context("process already exited")?;
         kill(Pid::from_raw(pid as i32), sig).context("signal")?;
         Ok(())

@@ -91,6 +91,30 @@ pub struct ConsumerSettings {
     /// Maximum number of handlers running at once across all partitions.
     pub max_in_flight: usize,
     pub kafka: KafkaSettings,
+    /// A deliberately injected bug, for the chaos suite only: store and commit a batch's offsets
+    /// BEFORE its handlers run, so a crash mid-batch skips records instead of redelivering them.
+    /// Proves the reconciliation checker can fail. Set from [`UNSAFE_COMMIT_BEFORE_PROCESS_ENV`]
+    /// by [`ConsumerSettings::from_catalog`]; [`run_consumer`] logs it at ERROR and refuses it
+    /// when `NIVESH_ENV` names a production-like environment.
+    pub unsafe_commit_before_process: bool,
+}
+
+/// `NIVESH_BUS__UNSAFE_COMMIT_BEFORE_PROCESS=1` turns on
+/// [`ConsumerSettings::unsafe_commit_before_process`] (the chaos suite's injected bug).
+pub const UNSAFE_COMMIT_BEFORE_PROCESS_ENV: &str = "NIVESH_BUS__UNSAFE_COMMIT_BEFORE_PROCESS";
+
+/// Environments (`NIVESH_ENV`) in which the injected bug is refused.
+const PRODUCTION_ENVIRONMENTS: [&str; 3] = ["prod", "production", "staging"];
+
+/// Is `environment` (`NIVESH_ENV`) one where the injected bug must be refused?
+fn refuses_injected_bug(environment: &str) -> bool {
+    PRODUCTION_ENVIRONMENTS.contains(&environment.trim().to_ascii_lowercase().as_str())
+}
+
+/// Is the injected bug switched on in this process's environment?
+fn unsafe_commit_before_process_from_env() -> bool {
+    std::env::var(UNSAFE_COMMIT_BEFORE_PROCESS_ENV)
+        .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
 }
 
 impl ConsumerSettings {
@@ -103,6 +127,7 @@ impl ConsumerSettings {
             retry_delays: spec.retry_delays.to_vec(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             kafka,
+            unsafe_commit_before_process: unsafe_commit_before_process_from_env(),
         })
     }
 
@@ -137,6 +162,18 @@ pub async fn run_consumer(
             settings.topics.len(),
             settings.max_in_flight
         )));
+    }
+    if settings.unsafe_commit_before_process {
+        let environment = std::env::var("NIVESH_ENV").unwrap_or_default();
+        if refuses_injected_bug(&environment) {
+            return Err(Error::Config(format!(
+                "{UNSAFE_COMMIT_BEFORE_PROCESS_ENV} is a deliberately injected bug and is refused in NIVESH_ENV={environment}"
+            )));
+        }
+        tracing::error!(
+            group = %settings.group,
+            "{UNSAFE_COMMIT_BEFORE_PROCESS_ENV} is on: offsets are committed BEFORE processing; a crash LOSES records (chaos-suite injected bug, never use it for real)"
+        );
     }
     let subscription = settings.subscription();
     let shared = Arc::new(Shared::new(settings.group.clone()));
@@ -584,4 +621,20 @@ fn tps_of(list: &TopicPartitionList) -> Vec<Tp> {
         .iter()
         .map(|e| (e.topic().to_owned(), e.partition()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refuses_injected_bug;
+
+    /// The injected bug is refused in production-like environments, allowed locally.
+    #[test]
+    fn injected_bug_refused_in_production() {
+        for env in ["prod", "production", "Production", " staging "] {
+            assert!(refuses_injected_bug(env), "{env}");
+        }
+        for env in ["", "local", "test", "dev"] {
+            assert!(!refuses_injected_bug(env), "{env}");
+        }
+    }
 }

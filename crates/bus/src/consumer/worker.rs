@@ -72,6 +72,8 @@ pub(crate) struct WorkerEnv {
     producer: BusProducer,
     consumer: Arc<StreamConsumer<BusContext>>,
     permits: Semaphore,
+    /// The injected bug ([`ConsumerSettings::unsafe_commit_before_process`]).
+    commit_before_process: bool,
 }
 
 enum Finish {
@@ -116,6 +118,7 @@ impl WorkerEnv {
             producer,
             consumer,
             permits: Semaphore::new(settings.max_in_flight),
+            commit_before_process: settings.unsafe_commit_before_process,
         }
     }
 
@@ -458,6 +461,18 @@ impl WorkerEnv {
         }
     }
 
+    /// The injected bug: mark `offset` finished and commit it synchronously before any handler
+    /// of its batch ran, so a crash now skips the batch (never do this for real).
+    async fn commit_before_processing(&self, tp: &Tp, offset: i64) {
+        self.store(tp, offset);
+        let consumer = self.consumer.clone();
+        let group = self.group.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            super::commit_stored(consumer.as_ref(), &group);
+        })
+        .await;
+    }
+
     /// Store `offset` as finished (librdkafka commits offset + 1, the next record to read).
     fn store(&self, tp: &Tp, offset: i64) {
         if let Err(e) = self.consumer.store_offset(&tp.0, tp.1, offset) {
@@ -570,8 +585,14 @@ pub(crate) async fn run(
             }
         }
         let offsets: Vec<i64> = batch.iter().map(|r| r.offset).collect();
+        if env.commit_before_process {
+            env.commit_before_processing(&tp, offsets[offsets.len() - 1])
+                .await;
+        }
         let finished = env.process_batch(batch, &cancel).await;
-        if finished > 0 {
+        // (Under the injected bug the offsets are already stored and committed; storing the
+        // finished prefix again would move them back.)
+        if finished > 0 && !env.commit_before_process {
             env.store(&tp, offsets[finished - 1]);
         }
         if finished < offsets.len() {

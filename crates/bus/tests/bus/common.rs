@@ -67,6 +67,7 @@ impl Env {
             retry_delays,
             max_in_flight: 8,
             kafka: kafka(&self.bootstrap, group),
+            unsafe_commit_before_process: false,
         }
     }
 

@@ -224,3 +224,59 @@ async fn keys_run_concurrently_but_offset_never_passes_an_unfinished_record() {
         "key B in order: {got:?}"
     );
 }
+
+/// The chaos suite's injected bug (`NIVESH_BUS__UNSAFE_COMMIT_BEFORE_PROCESS`) is real: with it,
+/// the offset of a record is committed before its handler runs, so the same crash as in
+/// `aborted_consumer_loses_nothing` skips the record in flight instead of redelivering it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn injected_commit_before_process_loses_the_record_in_flight() {
+    let env = Env::start();
+    let (topic, group) = env.topic_and_group(1, 0);
+    for i in 0..6 {
+        env.send(&topic, "scheme-1", &format!("r{i}"), vec![]).await;
+    }
+
+    let crashing = Recorder::with(|m| {
+        let hang = m.payload == b"r3";
+        Box::pin(async move {
+            if hang {
+                std::future::pending::<()>().await;
+            }
+            Ok(())
+        })
+    });
+    let mut unsafe_settings = env.settings(&group, &topic, vec![]);
+    unsafe_settings.unsafe_commit_before_process = true;
+    let (_stop, task) = env.spawn_consumer(unsafe_settings, crashing.clone());
+    crashing
+        .until("r3 in flight", |c| c.iter().any(|c| c.msg.payload == b"r3"))
+        .await;
+    let r3 = crashing
+        .calls()
+        .iter()
+        .find(|c| c.msg.payload == b"r3")
+        .map(|c| c.msg.offset)
+        .expect("r3 called");
+    // Already committed past the record whose handler has not finished.
+    let committed = env.committed(&group, &topic, 1).await[0];
+    assert!(
+        committed.is_some_and(|o| o > r3),
+        "committed {committed:?} must already pass r3 (offset {r3})"
+    );
+    task.abort();
+    assert!(task.await.expect_err("aborted").is_cancelled());
+
+    // The next member (a correct one) starts from the committed offset: r3 is never handled.
+    env.send(&topic, "scheme-1", "r6", vec![]).await;
+    let next = Recorder::ok();
+    let (stop, task) = env.spawn_consumer(env.settings(&group, &topic, vec![]), next.clone());
+    next.until("r6", |c| c.iter().any(|c| c.msg.payload == b"r6"))
+        .await;
+    stop.cancel();
+    task.await.expect("join").expect("consumer");
+    let got = next.payloads();
+    assert!(
+        !got.iter().any(|p| p == "r3"),
+        "r3 was lost by the injected bug, not redelivered: {got:?}"
+    );
+}

@@ -1,10 +1,15 @@
 //! `dev-broker`: a Kafka-protocol broker for local runs and tests (librdkafka's mock cluster),
 //! with every catalog topic created up front (it has no admin API, so the owning process must
 //! create them). Prints `NIVESH_BOOTSTRAP=<host:port>` as its first line; runs until SIGTERM/Ctrl-C.
+//!
+//! Fault injection for the chaos suite: SIGUSR1 takes every mock broker down (connections are
+//! closed and refused, as when the cluster is unreachable), SIGUSR2 brings them all back up
+//! (`Fleet::broker_down` / `Fleet::broker_up`). Topics and their records survive.
 
 use anyhow::Result;
 use clap::Parser;
 use nivesh_bus::devbroker::DevBroker;
+use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
 struct Args {
@@ -22,10 +27,30 @@ async fn main() -> Result<()> {
         "dev broker up with {} topics",
         nivesh_bus::catalog::all_topics().len()
     );
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
+    let mut term = signal(SignalKind::terminate())?;
+    let mut down = signal(SignalKind::user_defined1())?;
+    let mut up = signal(SignalKind::user_defined2())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = down.recv() => {
+                for id in 1..=args.brokers {
+                    match broker.broker_down(id) {
+                        Ok(()) => eprintln!("dev broker: broker {id} DOWN (SIGUSR1)"),
+                        Err(e) => eprintln!("dev broker: broker {id} down failed: {e}"),
+                    }
+                }
+            }
+            _ = up.recv() => {
+                for id in 1..=args.brokers {
+                    match broker.broker_up(id) {
+                        Ok(()) => eprintln!("dev broker: broker {id} UP (SIGUSR2)"),
+                        Err(e) => eprintln!("dev broker: broker {id} up failed: {e}"),
+                    }
+                }
+            }
+        }
     }
     drop(broker);
     Ok(())
