@@ -809,11 +809,31 @@ async fn main_phase(
     tokio::time::sleep(Duration::from_secs(10)).await;
 
     // Stop the load, let the fleet settle, check.
+    let t = Instant::now();
+    let (figures, settle, report) = stop_settle_check(p, load, warm, navs, args, timeline).await?;
+    timeline.note(
+        "checked",
+        json!({"anomalies": report.anomalies(), "stop_settle_check_s": t.elapsed().as_secs()}),
+    );
+    Ok((figures, settle, report))
+}
+
+/// Stop the load, wait until every accepted order (and the warm-ups) is terminal or stops
+/// progressing, and run the reconciliation checker; the end of both phases.
+async fn stop_settle_check(
+    p: &Phase,
+    load: Load,
+    warm: Vec<String>,
+    navs: &[nivesh_fleet::reconcile::ExpectedNav],
+    args: &Args,
+    timeline: &Timeline,
+) -> Result<(Value, Value, Report)> {
     let (stats, ran) = load.stop().await;
     let figures = load_figures(&stats, ran).await;
+    let gave_up = figures["gave_up"].as_array().map_or(0, Vec::len);
     timeline.note(
         "load stopped",
-        json!({"accepted": figures["orders_accepted"], "gave_up": figures["gave_up"].as_array().map_or(0, Vec::len)}),
+        json!({"accepted": figures["orders_accepted"], "gave_up": gave_up}),
     );
     let mut accepted = stats.accepted.lock().await.clone();
     accepted.extend(warm);
@@ -826,7 +846,6 @@ async fn main_phase(
         timeline,
     )
     .await;
-    let gave_up = figures["gave_up"].as_array().map_or(0, Vec::len);
     let expect = Expectations {
         accepted_orders: accepted,
         // A key given up on may still have been placed (the answer was lost); only without
@@ -835,12 +854,7 @@ async fn main_phase(
         navs: navs.to_vec(),
         nav_business_date: Some(business_start().date_naive()),
     };
-    let t = Instant::now();
     let report = reconcile_with(p.fleet.bootstrap(), &p.base, &p.admin_token, &expect).await?;
-    timeline.note(
-        "checked",
-        json!({"anomalies": report.anomalies(), "check_s": t.elapsed().as_secs()}),
-    );
     Ok((figures, settle, report))
 }
 
@@ -901,27 +915,8 @@ async fn cosmos_phase(
         let during = injected_faults(&p.fleet).await;
         timeline.note("cosmos 429 storm off", json!({"injected_429s": during}));
         tokio::time::sleep(Duration::from_secs(quiet)).await;
-        let (stats, ran) = load.stop().await;
-        let figures = load_figures(&stats, ran).await;
-        let mut accepted = stats.accepted.lock().await.clone();
-        accepted.extend(warm);
-        let settle = settle(
-            &p.admin,
-            &p.base,
-            &accepted,
-            Duration::from_secs(args.settle_s),
-            Duration::from_secs(45),
-            timeline,
-        )
-        .await;
-        let gave_up = figures["gave_up"].as_array().map_or(0, Vec::len);
-        let expect = Expectations {
-            accepted_orders: accepted,
-            only_accepted_orders: gave_up == 0,
-            navs: navs.to_vec(),
-            nav_business_date: Some(business_start().date_naive()),
-        };
-        let report = reconcile_with(p.fleet.bootstrap(), &p.base, &p.admin_token, &expect).await?;
+        let (figures, settle, report) =
+            stop_settle_check(&p, load, warm, navs, args, timeline).await?;
         let injected: f64 = during.values().sum::<f64>() - before.values().sum::<f64>();
         // A storm that injected nothing proves nothing: that is an anomaly of the suite.
         let storm_missing = usize::from(injected <= 0.0);
